@@ -1,0 +1,1 @@
+"""Pure lifecycle stages: functions over DataFrames and typed parameters, no AWS."""

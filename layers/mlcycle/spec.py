@@ -1,0 +1,175 @@
+"""The problem spec: the one document a data scientist writes to drive the lifecycle."""
+
+from __future__ import annotations
+
+import json
+from enum import StrEnum
+from pathlib import PurePosixPath
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from mlcycle.errors import SpecError
+
+
+class Task(StrEnum):
+    BINARY = "binary"
+    MULTICLASS = "multiclass"
+    REGRESSION = "regression"
+    AUTO = "auto"
+
+
+class ColumnType(StrEnum):
+    NUMERIC = "numeric"
+    CATEGORICAL = "categorical"
+    DATETIME = "datetime"
+
+
+class Algorithm(StrEnum):
+    LINEAR = "linear"  # logistic regression or ridge, by task
+    RANDOM_FOREST = "random_forest"
+    HIST_GRADIENT_BOOSTING = "hist_gradient_boosting"
+
+
+# metric name -> (tasks it applies to, True when larger is better)
+METRICS: dict[str, tuple[frozenset[Task], bool]] = {
+    "accuracy": (frozenset({Task.BINARY, Task.MULTICLASS}), True),
+    "balanced_accuracy": (frozenset({Task.BINARY, Task.MULTICLASS}), True),
+    "f1": (frozenset({Task.BINARY, Task.MULTICLASS}), True),
+    "roc_auc": (frozenset({Task.BINARY, Task.MULTICLASS}), True),
+    "log_loss": (frozenset({Task.BINARY, Task.MULTICLASS}), False),
+    "rmse": (frozenset({Task.REGRESSION}), False),
+    "mae": (frozenset({Task.REGRESSION}), False),
+    "r2": (frozenset({Task.REGRESSION}), True),
+}
+
+DEFAULT_PRIMARY_METRIC: dict[Task, str] = {
+    Task.BINARY: "roc_auc",
+    Task.MULTICLASS: "balanced_accuracy",
+    Task.REGRESSION: "rmse",
+}
+
+
+class MonitoringLimits(BaseModel):
+    """Limits the monitor holds production to; the metrics stage copies them into the contract."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    psi_threshold: float = Field(0.2, gt=0, description="PSI above which a feature has drifted")
+    max_drifted_features: int = Field(
+        1, ge=0, description="alarm when more features than this have drifted"
+    )
+    prediction_psi_threshold: float = Field(0.2, gt=0)
+    min_samples: int = Field(100, ge=1, description="smallest window the monitor judges")
+
+
+class ProblemSpec(BaseModel):
+    """What to learn, from which columns, and how to judge it. Unknown fields are errors."""
+
+    model_config = ConfigDict(extra="forbid", use_enum_values=False)
+
+    dataset: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")
+    target: str = Field(min_length=1)
+    task: Task = Task.AUTO
+    features: list[str] | None = Field(
+        None, min_length=1, description="feature columns; inferred from the data when omitted"
+    )
+    column_types: dict[str, ColumnType] = Field(default_factory=dict)
+    primary_metric: str | None = None
+    threshold: float | None = Field(
+        None, description="the primary metric a model must reach to be released"
+    )
+    candidates: list[Algorithm] = Field(
+        default_factory=lambda: list(Algorithm), min_length=1
+    )
+    holdout_fraction: float = Field(0.2, gt=0.0, lt=0.9)
+    seed: int = 42
+    positive_class: str | None = Field(None, description="binary tasks: the class scored as 1")
+    monitoring: MonitoringLimits = Field(default_factory=MonitoringLimits)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ProblemSpec:
+        if len(set(self.candidates)) != len(self.candidates):
+            raise ValueError("candidates: each algorithm may be listed once")
+        if self.features is not None:
+            if self.target in self.features:
+                raise ValueError(f"features: the target {self.target!r} cannot be a feature")
+            if len(set(self.features)) != len(self.features):
+                raise ValueError("features: a column is listed twice")
+        if self.target in self.column_types:
+            raise ValueError(f"column_types: the target {self.target!r} is typed by the task")
+        if self.primary_metric is not None:
+            if self.primary_metric not in METRICS:
+                raise ValueError(
+                    f"primary_metric: unknown metric {self.primary_metric!r}; "
+                    f"choose one of {sorted(METRICS)}"
+                )
+            tasks, _ = METRICS[self.primary_metric]
+            if self.task is not Task.AUTO and self.task not in tasks:
+                raise ValueError(
+                    f"primary_metric: {self.primary_metric!r} does not apply to a "
+                    f"{self.task.value} task"
+                )
+        return self
+
+    def metric_for(self, task: Task) -> str:
+        """The primary metric for the resolved task."""
+        if self.primary_metric is None:
+            return DEFAULT_PRIMARY_METRIC[task]
+        tasks, _ = METRICS[self.primary_metric]
+        if task not in tasks:
+            raise SpecError(
+                f"primary_metric: {self.primary_metric!r} does not apply to the inferred "
+                f"{task.value} task; set task or choose a {task.value} metric"
+            )
+        return self.primary_metric
+
+
+def parse_spec(text: str | bytes, *, source: str = "spec") -> ProblemSpec:
+    """Parse a YAML or JSON spec (JSON is YAML); errors name every offending field."""
+    try:
+        data: Any = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise SpecError(f"{source} is not valid YAML or JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise SpecError(f"{source} must be a mapping of fields, got {type(data).__name__}")
+    try:
+        return ProblemSpec.model_validate(data)
+    except ValidationError as exc:
+        raise SpecError(f"{source} is invalid: {_describe(exc)}") from exc
+
+
+def _describe(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        field = ".".join(str(p) for p in err["loc"]) or "spec"
+        message = err["msg"].removeprefix("Value error, ")
+        if message.startswith(f"{field}:"):
+            parts.append(message)
+        else:
+            parts.append(f"{field}: {message}")
+    return "; ".join(parts)
+
+
+def dataset_name(key: str) -> str:
+    """The dataset a landing key belongs to: its folder under landing/, else the file stem.
+
+    `landing/penguins.csv` and `landing/penguins/2024-05.csv.gz` both belong to `penguins`.
+    """
+    parts = PurePosixPath(key).parts
+    if len(parts) > 2:
+        name = parts[1]
+    else:
+        name = parts[-1].split(".", 1)[0]
+    slug = "".join(c if c.isalnum() or c in "_-" else "-" for c in name.lower()).strip("-_")
+    if not slug:
+        raise SpecError(f"cannot derive a dataset name from the key {key!r}")
+    return slug[:63]
+
+
+def spec_to_json(spec: ProblemSpec) -> str:
+    return json.dumps(spec.model_dump(mode="json"), indent=2)
+
+
+ResolvedTask = Literal["binary", "multiclass", "regression"]
