@@ -80,9 +80,7 @@ class ProblemSpec(BaseModel):
     threshold: float | None = Field(
         None, description="the primary metric a model must reach to be released"
     )
-    candidates: list[Algorithm] = Field(
-        default_factory=lambda: list(Algorithm), min_length=1
-    )
+    candidates: list[Algorithm] = Field(default_factory=lambda: list(Algorithm), min_length=1)
     holdout_fraction: float = Field(0.2, gt=0.0, lt=0.9)
     seed: int = 42
     positive_class: str | None = Field(None, description="binary tasks: the class scored as 1")
@@ -158,10 +156,7 @@ def dataset_name(key: str) -> str:
     `landing/penguins.csv` and `landing/penguins/2024-05.csv.gz` both belong to `penguins`.
     """
     parts = PurePosixPath(key).parts
-    if len(parts) > 2:
-        name = parts[1]
-    else:
-        name = parts[-1].split(".", 1)[0]
+    name = parts[1] if len(parts) > 2 else parts[-1].split(".", 1)[0]
     slug = "".join(c if c.isalnum() or c in "_-" else "-" for c in name.lower()).strip("-_")
     if not slug:
         raise SpecError(f"cannot derive a dataset name from the key {key!r}")

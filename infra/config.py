@@ -1,0 +1,64 @@
+"""Deployment configuration: every knob a platform team turns, decided in app.py."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from aws_cdk import Duration, RemovalPolicy
+from aws_cdk.aws_logs import RetentionDays
+
+
+@dataclass(frozen=True, kw_only=True)
+class FunctionSizing:
+    memory_mb: int
+    timeout: Duration
+
+
+# Heavy stages get Lambda's ceiling; light ones stay small so they start fast and cost little.
+_LIGHT = FunctionSizing(memory_mb=512, timeout=Duration.minutes(1))
+_MEDIUM = FunctionSizing(memory_mb=2048, timeout=Duration.minutes(5))
+_HEAVY = FunctionSizing(memory_mb=10240, timeout=Duration.minutes(15))
+
+
+def _default_sizing() -> dict[str, FunctionSizing]:
+    return {
+        "start_run": _LIGHT,
+        "define_problem": _LIGHT,
+        "collect_data": _MEDIUM,
+        "process_data": _HEAVY,
+        "define_metrics": _LIGHT,
+        "explore_data": _HEAVY,
+        "engineer_features": _HEAVY,
+        "train_model": _HEAVY,
+        "evaluate_models": _HEAVY,
+        "register_model": _LIGHT,
+        "release_model": _LIGHT,
+        "record_failure": _LIGHT,
+    }
+
+
+@dataclass(frozen=True, kw_only=True)
+class MlcycleConfig:
+    """One environment's settings. Constructs receive the parts they need as typed arguments."""
+
+    env_name: str
+    removal_policy: RemovalPolicy = RemovalPolicy.DESTROY
+    landing_prefix: str = "landing/"
+    log_retention: RetentionDays = RetentionDays.ONE_MONTH
+    reports_expire_days: int = 365
+    capture_expire_days: int = 90
+    noncurrent_versions_expire_days: int = 30
+    max_training_concurrency: int = 4
+    sizing: dict[str, FunctionSizing] = field(default_factory=_default_sizing)
+
+
+ENVIRONMENTS: dict[str, MlcycleConfig] = {
+    "dev": MlcycleConfig(env_name="dev"),
+    "prod": MlcycleConfig(
+        env_name="prod",
+        removal_policy=RemovalPolicy.RETAIN,
+        log_retention=RetentionDays.ONE_YEAR,
+        reports_expire_days=730,
+        capture_expire_days=365,
+    ),
+}

@@ -1,0 +1,57 @@
+"""The data lake: one versioned, encrypted bucket whose prefixes are the lake's zones."""
+
+from __future__ import annotations
+
+from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import aws_s3 as s3
+from constructs import Construct
+from mlcycle.lake_layout import Zone
+
+
+class Lake(Construct):
+    """Zones are prefixes of one bucket so a run's artifacts share one policy, key and log."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        removal_policy: RemovalPolicy,
+        reports_expire_days: int,
+        capture_expire_days: int,
+        noncurrent_versions_expire_days: int,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        destroy = removal_policy is RemovalPolicy.DESTROY
+        self.bucket = s3.Bucket(
+            self,
+            "Bucket",
+            versioned=True,  # raw data is immutable; lineage records the version id
+            encryption=s3.BucketEncryption.S3_MANAGED,
+            enforce_ssl=True,
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+            event_bridge_enabled=True,  # uploads to landing/ start the pipeline
+            removal_policy=removal_policy,
+            auto_delete_objects=destroy,
+            lifecycle_rules=[
+                s3.LifecycleRule(
+                    id="expire-noncurrent-versions",
+                    noncurrent_version_expiration=Duration.days(noncurrent_versions_expire_days),
+                ),
+                s3.LifecycleRule(
+                    id="expire-reports",
+                    prefix=Zone.REPORTS.prefix,
+                    expiration=Duration.days(reports_expire_days),
+                ),
+                s3.LifecycleRule(
+                    id="expire-capture",
+                    prefix=Zone.CAPTURE.prefix,
+                    expiration=Duration.days(capture_expire_days),
+                ),
+                s3.LifecycleRule(
+                    id="abort-incomplete-uploads",
+                    abort_incomplete_multipart_upload_after=Duration.days(7),
+                ),
+            ],
+        )

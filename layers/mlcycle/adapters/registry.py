@@ -1,0 +1,186 @@
+"""The model registry and run records in one DynamoDB table.
+
+Layout: `MODEL#<dataset>` holds `VERSION#<n>` items and one `RELEASE` pointer;
+`RUN#<dataset>` holds one item per run. Versions are allocated with conditional writes, so
+two runs finishing at once never share a version number.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+
+_SERIALIZER = TypeSerializer()
+_DESERIALIZER = TypeDeserializer()
+_MAX_VERSION_ATTEMPTS = 10
+
+
+class VersionConflictError(Exception):
+    """Another writer took every version number we tried; try the run again."""
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _to_item(document: dict[str, Any]) -> dict[str, Any]:
+    # DynamoDB takes Decimal, not float; a JSON round trip converts nested values too.
+    plain = json.loads(json.dumps(document, default=str), parse_float=Decimal)
+    return {key: _SERIALIZER.serialize(value) for key, value in plain.items()}
+
+
+def _from_item(item: dict[str, Any]) -> dict[str, Any]:
+    document = {key: _DESERIALIZER.deserialize(value) for key, value in item.items()}
+    return json.loads(json.dumps(document, default=_decimal))
+
+
+def _decimal(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    raise TypeError(f"cannot serialize {type(value).__name__}")
+
+
+def _model_key(dataset: str) -> str:
+    return f"MODEL#{dataset}"
+
+
+def _version_key(version: int) -> str:
+    return f"VERSION#{version:06d}"
+
+
+class Registry:
+    def __init__(self, dynamodb: DynamoDBClient, table: str) -> None:
+        self.dynamodb = dynamodb
+        self.table = table
+
+    # -- runs -------------------------------------------------------------------------------
+
+    def put_run(self, dataset: str, run_id: str, fields: dict[str, Any]) -> None:
+        item = {"pk": f"RUN#{dataset}", "sk": run_id, **fields, "updated_at": now_iso()}
+        self.dynamodb.put_item(TableName=self.table, Item=_to_item(item))
+
+    def update_run(self, dataset: str, run_id: str, fields: dict[str, Any]) -> None:
+        fields = {**fields, "updated_at": now_iso()}
+        names = {f"#f{i}": name for i, name in enumerate(fields)}
+        values = _to_item({f":v{i}": value for i, value in enumerate(fields.values())})
+        assignments = ", ".join(f"#f{i} = :v{i}" for i in range(len(fields)))
+        self.dynamodb.update_item(
+            TableName=self.table,
+            Key=_to_item({"pk": f"RUN#{dataset}", "sk": run_id}),
+            UpdateExpression=f"SET {assignments}",
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=values,
+        )
+
+    def get_run(self, dataset: str, run_id: str) -> dict[str, Any] | None:
+        return self._get(f"RUN#{dataset}", run_id)
+
+    # -- model versions ---------------------------------------------------------------------
+
+    def register(self, dataset: str, entry: dict[str, Any]) -> int:
+        """Store `entry` as the next version of the dataset's model and return its number."""
+        latest = self.latest_version(dataset)
+        for attempt in range(_MAX_VERSION_ATTEMPTS):
+            version = latest + 1 + attempt
+            item = {
+                "pk": _model_key(dataset),
+                "sk": _version_key(version),
+                "version": version,
+                "dataset": dataset,
+                "created_at": now_iso(),
+                **entry,
+            }
+            try:
+                self.dynamodb.put_item(
+                    TableName=self.table,
+                    Item=_to_item(item),
+                    ConditionExpression="attribute_not_exists(sk)",
+                )
+                return version
+            except self.dynamodb.exceptions.ConditionalCheckFailedException:
+                continue  # another run took this number; try the next one
+        raise VersionConflictError(
+            f"could not allocate a version of {dataset!r} after {_MAX_VERSION_ATTEMPTS} attempts"
+        )
+
+    def latest_version(self, dataset: str) -> int:
+        response = self.dynamodb.query(
+            TableName=self.table,
+            KeyConditionExpression="pk = :pk AND begins_with(sk, :prefix)",
+            ExpressionAttributeValues=_to_item({":pk": _model_key(dataset), ":prefix": "VERSION#"}),
+            ScanIndexForward=False,
+            Limit=1,
+            ProjectionExpression="version",
+        )
+        items = response.get("Items", [])
+        return int(_from_item(items[0])["version"]) if items else 0
+
+    def get_version(self, dataset: str, version: int) -> dict[str, Any] | None:
+        return self._get(_model_key(dataset), _version_key(version))
+
+    def list_versions(self, dataset: str) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = []
+        kwargs: dict[str, Any] = {
+            "TableName": self.table,
+            "KeyConditionExpression": "pk = :pk AND begins_with(sk, :prefix)",
+            "ExpressionAttributeValues": _to_item(
+                {":pk": _model_key(dataset), ":prefix": "VERSION#"}
+            ),
+        }
+        while True:
+            response = self.dynamodb.query(**kwargs)
+            items.extend(_from_item(item) for item in response.get("Items", []))
+            if "LastEvaluatedKey" not in response:
+                return items
+            kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+
+    def set_stage(self, dataset: str, version: int, stage: str, reason: str) -> None:
+        self.dynamodb.update_item(
+            TableName=self.table,
+            Key=_to_item({"pk": _model_key(dataset), "sk": _version_key(version)}),
+            UpdateExpression="SET #stage = :stage, stage_reason = :reason, updated_at = :now",
+            ConditionExpression="attribute_exists(sk)",
+            ExpressionAttributeNames={"#stage": "stage"},
+            ExpressionAttributeValues=_to_item(
+                {":stage": stage, ":reason": reason, ":now": now_iso()}
+            ),
+        )
+
+    # -- release pointer --------------------------------------------------------------------
+
+    def get_release(self, dataset: str) -> dict[str, Any] | None:
+        return self._get(_model_key(dataset), "RELEASE")
+
+    def set_release(
+        self, dataset: str, *, production_version: int, expected_production: int | None
+    ) -> None:
+        """Point production at a version, only if nobody moved the pointer since we read it."""
+        condition = (
+            "attribute_not_exists(sk)"
+            if expected_production is None
+            else "production_version = :expected"
+        )
+        values: dict[str, Any] = {":version": production_version, ":now": now_iso()}
+        if expected_production is not None:
+            values[":expected"] = expected_production
+        self.dynamodb.update_item(
+            TableName=self.table,
+            Key=_to_item({"pk": _model_key(dataset), "sk": "RELEASE"}),
+            UpdateExpression="SET production_version = :version, updated_at = :now",
+            ConditionExpression=condition,
+            ExpressionAttributeValues=_to_item(values),
+        )
+
+    def _get(self, pk: str, sk: str) -> dict[str, Any] | None:
+        response = self.dynamodb.get_item(
+            TableName=self.table, Key=_to_item({"pk": pk, "sk": sk}), ConsistentRead=True
+        )
+        item = response.get("Item")
+        return _from_item(item) if item else None

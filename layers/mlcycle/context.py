@@ -1,0 +1,156 @@
+"""The run context: the only document passed between states (ids and S3 URIs, never data).
+
+Each stage returns its own result model; the state machine stores it under the stage's key
+(`ResultPath`), so a stage reads what earlier stages produced from the context it receives.
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from mlcycle.spec import Algorithm, Task
+
+
+class _Model(BaseModel):
+    # Step Functions adds keys of its own (errors, Map items); stages ignore what they don't read.
+    model_config = ConfigDict(extra="ignore")
+
+
+class Source(_Model):
+    """The uploaded object that started the run."""
+
+    bucket: str
+    key: str
+    version_id: str | None = None
+    etag: str | None = None
+    size: int | None = None
+
+
+class ProblemResult(_Model):
+    dataset: str
+    spec_uri: str  # the validated spec, frozen for this run
+    task: Task  # as written in the spec; may still be AUTO
+    target: str
+    started_at: str
+
+
+class CollectResult(_Model):
+    raw_uri: str
+    raw_version_id: str | None
+    lineage_uri: str
+    sha256: str
+    rows: int
+    format: str
+    notes: list[str] = Field(default_factory=list)
+
+
+class ProcessResult(_Model):
+    curated_uri: str
+    schema_uri: str
+    task: Task
+    rows: int
+    features: int
+    rejected_rows: int
+    rejected_uri: str | None = None
+    duplicates_dropped: int = 0
+    notes: list[str] = Field(default_factory=list)
+
+
+class MetricsResult(_Model):
+    contract_uri: str
+    primary_metric: str
+    greater_is_better: bool
+    threshold: float | None
+
+
+class ExploreResult(_Model):
+    profile_uri: str
+    report_uri: str
+    warnings: int
+
+
+class FeaturesResult(_Model):
+    prefix: str
+    train_uri: str
+    holdout_uri: str
+    holdout_rows_uri: str  # the holdout before transformation, for end-to-end scoring
+    transformer_uri: str
+    baseline_uri: str
+    train_rows: int
+    holdout_rows: int
+    candidates: list[Algorithm]
+
+
+class CandidateResult(_Model):
+    algorithm: Algorithm
+    model_uri: str
+    fit_seconds: float
+    params: dict[str, Any]
+
+
+class Gate(_Model):
+    passed: bool
+    reason: str
+
+
+class EvaluateResult(_Model):
+    evaluation_uri: str
+    winner: Algorithm
+    metrics: dict[str, float]
+    gate: Gate
+    pipeline_uri: str
+    production_version: int | None = None
+
+
+class RegisterResult(_Model):
+    model_version: int
+    stage: str
+
+
+class ReleaseResult(_Model):
+    model_version: int
+    stage: str
+    production_version: int | None
+    reason: str
+
+
+class StageError(_Model):
+    """What Step Functions' Catch puts under `$.error`."""
+
+    Error: str
+    Cause: str | None = None
+
+
+class RunContext(_Model):
+    run_id: str
+    source: Source
+    problem: ProblemResult | None = None
+    collect: CollectResult | None = None
+    process: ProcessResult | None = None
+    metrics: MetricsResult | None = None
+    explore: ExploreResult | None = None
+    features: FeaturesResult | None = None
+    candidates: list[CandidateResult] | None = None
+    evaluate: EvaluateResult | None = None
+    registration: RegisterResult | None = None
+    failed_stage: str | None = None
+    error: StageError | None = None
+
+
+class TrainEvent(_Model):
+    """One item of the training Map: a candidate algorithm and the run it belongs to."""
+
+    algorithm: Algorithm
+    run: RunContext
+
+
+T = TypeVar("T")
+
+
+def required(value: T | None, stage: str) -> T:
+    """An earlier stage's result, or a clear error when the state machine skipped that stage."""
+    if value is None:
+        raise ValueError(f"the {stage} stage has not produced a result for this run")
+    return value

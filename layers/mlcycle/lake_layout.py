@@ -1,0 +1,61 @@
+"""Where everything lives in the lake: one place that knows the key layout.
+
+Zones are prefixes of the lake bucket. Keys are Hive-partitioned (`dataset=`, `dt=`, `run=`)
+so Athena and Glue can read the curated zone without a crawler guessing partitions.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import PurePosixPath
+
+
+class Zone(StrEnum):
+    LANDING = "landing"  # user uploads; an Object Created event here starts a run
+    SPECS = "specs"  # problem specs, one per dataset: specs/<dataset>.yaml
+    RAW = "raw"  # unchanged copies of uploads, never rewritten
+    CURATED = "curated"
+    FEATURES = "features"
+    MODELS = "models"
+    REPORTS = "reports"
+    RUNS = "runs"  # per-run documents: validated spec, lineage, schema, contract, evaluation
+    CAPTURE = "capture"
+    QUARANTINE = "quarantine"
+
+    @property
+    def prefix(self) -> str:
+        return f"{self.value}/"
+
+
+SPEC_SUFFIXES = (".yaml", ".yml", ".json")
+
+
+def spec_keys(dataset: str) -> list[str]:
+    """Candidate keys of a dataset's problem spec, in the order they are looked up."""
+    return [f"{Zone.SPECS.prefix}{dataset}{suffix}" for suffix in SPEC_SUFFIXES]
+
+
+def run_prefix(zone: Zone, dataset: str, run_id: str, *, dt: str | None = None) -> str:
+    """`<zone>/dataset=<name>/[dt=<date>/]run=<id>/`."""
+    date_part = f"dt={dt}/" if dt else ""
+    return f"{zone.prefix}dataset={dataset}/{date_part}run={run_id}/"
+
+
+def version_prefix(dataset: str, version: int) -> str:
+    return f"{Zone.MODELS.prefix}dataset={dataset}/version={version:06d}/"
+
+
+def file_name(key: str) -> str:
+    return PurePosixPath(key).name
+
+
+def s3_uri(bucket: str, key: str) -> str:
+    return f"s3://{bucket}/{key}"
+
+
+def split_uri(uri: str) -> tuple[str, str]:
+    """`s3://bucket/key` -> (bucket, key)."""
+    if not uri.startswith("s3://"):
+        raise ValueError(f"not an s3:// URI: {uri!r}")
+    bucket, _, key = uri[5:].partition("/")
+    return bucket, key

@@ -1,0 +1,347 @@
+"""`mlcycle run`: one upload through the synthesized pipeline, locally, as it would run on AWS."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+from unittest import mock
+
+import boto3
+import yaml
+from moto import mock_aws
+
+from mlcycle.adapters.registry import Registry
+from mlcycle.lake_layout import Zone
+from mlcycle.local import lambda_seam
+from mlcycle.local.assembly import ensure_assembly, load_template, project_root
+from mlcycle.local.deployment import LocalDeployment, deploy
+from mlcycle.local.template import REGION
+from mlcycle.spec import dataset_name
+
+_POLL_SECONDS = 0.1
+# Local stand-ins for what Lambda's environment provides; tracing has no X-Ray daemon here.
+_LOCAL_ENVIRONMENT = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_DEFAULT_REGION": REGION,
+    "AWS_REGION": REGION,
+    "POWERTOOLS_TRACE_DISABLED": "true",
+    "POWERTOOLS_DEV": "false",
+}
+
+
+@dataclass
+class StageOutcome:
+    name: str
+    status: str  # SUCCEEDED, FAILED or NOT_RUN
+    seconds: float | None = None
+
+
+@dataclass
+class RunOutcome:
+    status: str  # SUCCEEDED or FAILED
+    run_id: str | None
+    dataset: str
+    stages: list[StageOutcome] = field(default_factory=list)
+    task: str | None = None
+    target: str | None = None
+    winner: dict[str, Any] | None = None
+    gate: dict[str, Any] | None = None
+    model_version: int | None = None
+    model_stage: str | None = None
+    error: dict[str, str] | None = None
+    reports: dict[str, str] = field(default_factory=dict)
+    out_dir: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+ProgressCallback = Callable[[StageOutcome], None]
+
+
+def run_local(
+    data: Path,
+    *,
+    target: str | None = None,
+    task: str | None = None,
+    spec_file: Path | None = None,
+    out_dir: Path = Path("mlcycle-out"),
+    on_stage: ProgressCallback | None = None,
+    assembly: Path | None = None,
+) -> RunOutcome:
+    """Deploy the synthesized stack into moto, upload `data` and follow its execution."""
+    root = project_root()
+    stack_name, template = load_template(assembly or ensure_assembly(root))
+    spec_text, dataset = _spec_for(data, target=target, task=task, spec_file=spec_file)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "logs").mkdir(exist_ok=True)
+    with (
+        mock.patch.dict(os.environ, _LOCAL_ENVIRONMENT),
+        mock_aws(config={"stepfunctions": {"execute_state_machine": True}}),
+    ):
+        lambda_seam.install()
+        deployment = deploy(stack_name, template, root=root)
+        restore_lake(deployment, boto3.Session(region_name=REGION), out_dir)
+        with (
+            mock.patch.dict(os.environ, deployment.environment()),
+            _handler_output(out_dir / "logs" / "handlers.log"),
+        ):
+            session = boto3.Session(region_name=REGION)
+            s3 = session.client("s3")
+            s3.put_object(
+                Bucket=deployment.lake_bucket,
+                Key=f"{Zone.SPECS.prefix}{dataset}.yaml",
+                Body=spec_text.encode(),
+            )
+            s3.put_object(
+                Bucket=deployment.lake_bucket,
+                Key=f"{Zone.LANDING.prefix}{data.name}",
+                Body=data.read_bytes(),
+            )
+            execution_arns = deliver_events(deployment, session)
+            if len(execution_arns) != 1:
+                raise RuntimeError(f"the upload started {len(execution_arns)} runs, expected one")
+            outcome = follow_execution(deployment, session, execution_arns[0], dataset, on_stage)
+        export_lake(deployment, session, out_dir)
+    outcome.out_dir = str(out_dir)
+    outcome.reports = {
+        name: str(path.relative_to(out_dir)) for name, path in _reports(out_dir, outcome).items()
+    }
+    (out_dir / "run.json").write_text(json.dumps(outcome.to_json(), indent=2))
+    return outcome
+
+
+def _spec_for(
+    data: Path, *, target: str | None, task: str | None, spec_file: Path | None
+) -> tuple[str, str]:
+    """The spec text to upload beside the data, and the dataset it belongs to."""
+    dataset = dataset_name(f"{Zone.LANDING.prefix}{data.name}")
+    if spec_file is not None:
+        document = yaml.safe_load(spec_file.read_text())
+        if isinstance(document, dict):
+            document = {"dataset": dataset, **document}
+            if target:
+                document["target"] = target
+            if task:
+                document["task"] = task
+            dataset = str(document["dataset"])
+        return yaml.safe_dump(document, sort_keys=False), dataset
+    if not target:
+        raise ValueError("name the target column with --target, or give a spec with --spec")
+    document = {"dataset": dataset, "target": target, "task": task or "auto"}
+    return yaml.safe_dump(document, sort_keys=False), dataset
+
+
+@contextlib.contextmanager
+def _handler_output(log_file: Path) -> Iterator[None]:
+    """Handlers log and emit EMF metrics on stdout, as in Lambda, and moto's interpreter logs
+    each caught error; locally both go to a file instead of the terminal."""
+    moto_logger = logging.getLogger("moto")
+    with log_file.open("a") as stream, contextlib.redirect_stdout(stream):
+        file_handler = logging.StreamHandler(stream)
+        moto_logger.addHandler(file_handler)
+        propagate, moto_logger.propagate = moto_logger.propagate, False
+        try:
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message="No application metrics to publish")
+                yield
+        finally:
+            moto_logger.removeHandler(file_handler)
+            moto_logger.propagate = propagate
+
+
+def deliver_events(deployment: LocalDeployment, session: boto3.Session) -> list[str]:
+    """Hand each event that matched a rule (moto delivers it to the rule's tap queue) to the
+    rule's Lambda targets, as EventBridge would; returns the executions they started."""
+    sqs, lam = session.client("sqs"), session.client("lambda")
+    started: list[str] = []
+    for rule in deployment.rules:
+        messages = sqs.receive_message(QueueUrl=rule.tap_queue_url, MaxNumberOfMessages=10)
+        for message in messages.get("Messages", []):
+            for target in rule.lambda_targets:
+                response = lam.invoke(FunctionName=target, Payload=message["Body"].encode())
+                result = json.loads(response["Payload"].read())
+                if response.get("FunctionError"):
+                    raise RuntimeError(f"{target} failed: {result.get('errorMessage')}")
+                if result.get("execution_arn"):
+                    started.append(result["execution_arn"])
+            sqs.delete_message(QueueUrl=rule.tap_queue_url, ReceiptHandle=message["ReceiptHandle"])
+    return started
+
+
+def _state_stages(definition: dict[str, Any], deployment: LocalDeployment) -> dict[str, str]:
+    """State name -> lifecycle stage (the handler folder of the function it invokes)."""
+    by_arn = {function.arn: function.stage for function in deployment.functions.values()}
+    mapping: dict[str, str] = {}
+    for name, state in definition["States"].items():
+        if state["Type"] == "Task" and state.get("Resource") in by_arn:
+            mapping[name] = by_arn[state["Resource"]]
+        elif state["Type"] == "Map":
+            inner = _state_stages(state["ItemProcessor"], deployment)
+            if inner:
+                mapping[name] = next(iter(inner.values()))
+    return mapping
+
+
+def follow_execution(
+    deployment: LocalDeployment,
+    session: boto3.Session,
+    execution_arn: str,
+    dataset: str,
+    on_stage: ProgressCallback | None,
+) -> RunOutcome:
+    sfn = session.client("stepfunctions")
+    definition = json.loads(
+        sfn.describe_state_machine(stateMachineArn=deployment.state_machine_arn)["definition"]
+    )
+    stage_of = _state_stages(definition, deployment)
+    pipeline = [stage for stage in stage_of.values() if stage != "record_failure"]
+    entered: dict[str, datetime] = {}
+    finished: dict[str, StageOutcome] = {}
+    while True:
+        description = sfn.describe_execution(executionArn=execution_arn)
+        for event in _history(sfn, execution_arn):
+            details = event.get("stateEnteredEventDetails") or event.get("stateExitedEventDetails")
+            if not details or details["name"] not in stage_of:
+                continue
+            stage = stage_of[details["name"]]
+            if event["type"].endswith("StateEntered"):
+                entered.setdefault(stage, event["timestamp"])
+            elif event["type"].endswith("StateExited") and stage not in finished:
+                seconds = (event["timestamp"] - entered[stage]).total_seconds()
+                finished[stage] = StageOutcome(stage, "SUCCEEDED", round(seconds, 3))
+                if on_stage and stage != "record_failure":
+                    on_stage(finished[stage])
+        if description["status"] != "RUNNING":
+            break
+        time.sleep(_POLL_SECONDS)
+
+    run_id = description["name"]
+    outcome = RunOutcome(status=description["status"], run_id=run_id, dataset=dataset)
+    if description["status"] == "SUCCEEDED":
+        _fill_success(outcome, json.loads(description["output"]))
+    else:
+        outcome.status = "FAILED"
+        _fill_failure(outcome, deployment, session, run_id, dataset)
+    failed_stage = (outcome.error or {}).get("stage")
+    for stage in pipeline:
+        if stage == failed_stage:
+            stage_outcome = StageOutcome(stage, "FAILED")
+            if on_stage:
+                on_stage(stage_outcome)
+        else:
+            stage_outcome = finished.get(stage, StageOutcome(stage, "NOT_RUN"))
+            if stage_outcome.status == "SUCCEEDED" and stage == failed_stage:
+                stage_outcome.status = "FAILED"
+        outcome.stages.append(stage_outcome)
+    return outcome
+
+
+def _history(sfn: Any, execution_arn: str) -> list[dict[str, Any]]:
+    events: list[dict[str, Any]] = []
+    kwargs: dict[str, Any] = {"executionArn": execution_arn, "maxResults": 1000}
+    while True:
+        page = sfn.get_execution_history(**kwargs)
+        events.extend(page["events"])
+        if not page.get("nextToken"):
+            return events
+        kwargs["nextToken"] = page["nextToken"]
+
+
+def _fill_success(outcome: RunOutcome, context: dict[str, Any]) -> None:
+    process, evaluate = context.get("process") or {}, context.get("evaluate") or {}
+    release = context.get("release") or {}
+    outcome.task = process.get("task")
+    outcome.target = (context.get("problem") or {}).get("target")
+    if evaluate:
+        outcome.winner = {"algorithm": evaluate["winner"], "metrics": evaluate["metrics"]}
+        outcome.gate = evaluate["gate"]
+    outcome.model_version = (context.get("registration") or {}).get("model_version")
+    outcome.model_stage = release.get("stage")
+
+
+def _fill_failure(
+    outcome: RunOutcome,
+    deployment: LocalDeployment,
+    session: boto3.Session,
+    run_id: str,
+    dataset: str,
+) -> None:
+    record = Registry(session.client("dynamodb"), deployment.registry_table).get_run(
+        dataset, run_id
+    )
+    if record and record.get("error"):
+        outcome.error = record["error"]
+        outcome.task = record.get("task")
+        outcome.target = record.get("target")
+    else:
+        outcome.error = {
+            "stage": "unknown",
+            "type": "RunFailed",
+            "message": "the run failed before it could record why; see logs/handlers.log",
+        }
+
+
+def restore_lake(deployment: LocalDeployment, session: boto3.Session, out_dir: Path) -> None:
+    """Load an earlier run's exported lake and registry, so runs build on each other."""
+    s3 = session.client("s3")
+    lake = out_dir / "lake"
+    for path in sorted(lake.rglob("*")) if lake.is_dir() else []:
+        if path.is_file():
+            key = path.relative_to(lake).as_posix()
+            s3.put_object(Bucket=deployment.lake_bucket, Key=key, Body=path.read_bytes())
+    registry = out_dir / "registry.json"
+    if registry.is_file():
+        table = session.resource("dynamodb").Table(deployment.registry_table)
+        with table.batch_writer() as batch:
+            for item in json.loads(registry.read_text(), parse_float=Decimal):
+                batch.put_item(Item=item)
+    sqs = session.client("sqs")
+    for rule in deployment.rules:  # restored landing/ objects are history, not new uploads
+        sqs.purge_queue(QueueUrl=rule.tap_queue_url)
+
+
+def export_lake(deployment: LocalDeployment, session: boto3.Session, out_dir: Path) -> None:
+    """Copy the lake (latest object versions) and the registry table into `out_dir`."""
+    s3 = session.client("s3")
+    lake = out_dir / "lake"
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=deployment.lake_bucket):
+        for obj in page.get("Contents", []):
+            path = lake / obj["Key"]
+            path.parent.mkdir(parents=True, exist_ok=True)
+            body = s3.get_object(Bucket=deployment.lake_bucket, Key=obj["Key"])["Body"].read()
+            path.write_bytes(body)
+    dynamodb = session.resource("dynamodb")
+    items = dynamodb.Table(deployment.registry_table).scan()["Items"]
+    (out_dir / "registry.json").write_text(json.dumps(items, indent=2, default=_number))
+
+
+def _number(value: Any) -> Any:
+    return int(value) if value == int(value) else float(value)
+
+
+def _reports(out_dir: Path, outcome: RunOutcome) -> dict[str, Path]:
+    run = f"run={outcome.run_id}"
+    found: dict[str, Path] = {}
+    for path in sorted((out_dir / "lake").rglob("*")):
+        if run not in path.parts:
+            continue
+        if path.name == "profile.html":
+            found["profile"] = path
+        elif path.name == "evaluation.json":
+            found["evaluation"] = path
+        elif path.name == "error.json":
+            found["error"] = path
+    return found

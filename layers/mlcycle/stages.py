@@ -1,0 +1,533 @@
+"""The nine lifecycle stages wired to the lake and registry.
+
+Each function reads its inputs through the adapters, calls one pure domain function, writes
+the outputs and returns the small result the state machine stores in the run context.
+Handlers are thin wrappers around these; integration tests call them directly under moto.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+import pandas as pd
+
+from mlcycle.adapters.lake import Lake
+from mlcycle.adapters.registry import Registry, now_iso
+from mlcycle.context import (
+    CandidateResult,
+    CollectResult,
+    EvaluateResult,
+    ExploreResult,
+    FeaturesResult,
+    Gate,
+    MetricsResult,
+    ProblemResult,
+    ProcessResult,
+    RegisterResult,
+    ReleaseResult,
+    RunContext,
+    Source,
+    required,
+)
+from mlcycle.domain import evaluate as evaluation
+from mlcycle.domain import explore, features, process, tables, train
+from mlcycle.domain.metrics import evaluation_contract
+from mlcycle.errors import SpecError
+from mlcycle.lake_layout import (
+    Zone,
+    file_name,
+    run_prefix,
+    s3_uri,
+    spec_keys,
+    version_prefix,
+)
+from mlcycle.schema import ResolvedSchema
+from mlcycle.spec import Algorithm, ProblemSpec, dataset_name, parse_spec
+
+TARGET_COLUMN = "__target__"  # the target's column in the feature matrices
+
+
+def _dt(ctx: RunContext) -> str:
+    return required(ctx.problem, "define_problem").started_at[:10]
+
+
+def _runs(ctx: RunContext, name: str) -> str:
+    problem = required(ctx.problem, "define_problem")
+    return run_prefix(Zone.RUNS, problem.dataset, ctx.run_id) + name
+
+
+def _spec(ctx: RunContext, lake: Lake) -> ProblemSpec:
+    return ProblemSpec.model_validate(
+        lake.get_json(required(ctx.problem, "define_problem").spec_uri)
+    )
+
+
+def _schema(ctx: RunContext, lake: Lake) -> ResolvedSchema:
+    return ResolvedSchema.model_validate(
+        lake.get_json(required(ctx.process, "process_data").schema_uri)
+    )
+
+
+# -- 1. problem definition -------------------------------------------------------------------
+
+
+def define_problem(ctx: RunContext, lake: Lake, registry: Registry) -> ProblemResult:
+    """Find and validate the dataset's spec, freeze it for the run, open the run record."""
+    dataset = dataset_name(ctx.source.key)
+    for key in spec_keys(dataset):
+        if lake.exists(key):
+            spec = parse_spec(lake.get_bytes(lake.uri(key)), source=lake.uri(key))
+            break
+    else:
+        raise SpecError(
+            f"no problem spec for dataset {dataset!r}: upload one to "
+            f"{lake.uri(spec_keys(dataset)[0])} naming at least the target column"
+        )
+    if spec.dataset != dataset:
+        raise SpecError(
+            f"dataset: the spec names {spec.dataset!r} but the upload belongs to {dataset!r}"
+        )
+    started_at = now_iso()
+    problem = ProblemResult(
+        dataset=dataset,
+        spec_uri=lake.uri(run_prefix(Zone.RUNS, dataset, ctx.run_id) + "spec.json"),
+        task=spec.task,
+        target=spec.target,
+        started_at=started_at,
+    )
+    lake.put_json(
+        run_prefix(Zone.RUNS, dataset, ctx.run_id) + "spec.json", spec.model_dump(mode="json")
+    )
+    registry.put_run(
+        dataset,
+        ctx.run_id,
+        {
+            "status": "RUNNING",
+            "started_at": started_at,
+            "source": ctx.source.model_dump(),
+            "target": spec.target,
+        },
+    )
+    return problem
+
+
+# -- 2. data collection ----------------------------------------------------------------------
+
+
+def collect_data(ctx: RunContext, lake: Lake) -> CollectResult:
+    """Check the upload is a readable table and copy it, unchanged, to the raw zone."""
+    problem = required(ctx.problem, "define_problem")
+    source = ctx.source
+    data = lake.get_bytes(s3_uri(source.bucket, source.key), version_id=source.version_id)
+    read = tables.read_table(data, file_name(source.key))
+    sha256 = hashlib.sha256(data).hexdigest()
+    raw_key = run_prefix(Zone.RAW, problem.dataset, ctx.run_id, dt=_dt(ctx)) + file_name(source.key)
+    copy_source: dict[str, str] = {"Bucket": source.bucket, "Key": source.key}
+    if source.version_id:
+        copy_source["VersionId"] = source.version_id
+    copied = lake.s3.copy_object(
+        Bucket=lake.bucket,
+        Key=raw_key,
+        CopySource=copy_source,  # type: ignore[arg-type]
+    )
+    lineage = {
+        "source": source.model_dump(),
+        "sha256": sha256,
+        "bytes": len(data),
+        "rows": read.table.num_rows,
+        "columns": read.table.column_names,
+        "format": read.format,
+        "compression": read.compression,
+        "delimiter": read.delimiter,
+        "encoding": read.encoding,
+        "raw_uri": lake.uri(raw_key),
+        "raw_version_id": copied.get("VersionId"),
+        "collected_at": now_iso(),
+        "notes": read.notes,
+    }
+    return CollectResult(
+        raw_uri=lake.uri(raw_key),
+        raw_version_id=copied.get("VersionId"),
+        lineage_uri=lake.put_json(_runs(ctx, "lineage.json"), lineage),
+        sha256=sha256,
+        rows=read.table.num_rows,
+        format=read.format,
+        notes=read.notes,
+    )
+
+
+# -- 3. processing and storage ---------------------------------------------------------------
+
+
+def process_data(ctx: RunContext, lake: Lake) -> ProcessResult:
+    """Resolve the schema, clean and type the rows, store curated Parquet, quarantine rejects."""
+    problem = required(ctx.problem, "define_problem")
+    collected = required(ctx.collect, "collect_data")
+    data = lake.get_bytes(collected.raw_uri, version_id=collected.raw_version_id)
+    frame = tables.read_table(data, file_name(collected.raw_uri)).table.to_pandas()
+    schema = process.resolve_schema(frame, _spec(ctx, lake))
+    cleaned = process.clean(frame, schema)
+    curated_key = run_prefix(Zone.CURATED, problem.dataset, ctx.run_id, dt=_dt(ctx))
+    rejected_uri = None
+    if len(cleaned.rejected):
+        rejected_uri = lake.put_parquet(
+            run_prefix(Zone.QUARANTINE, problem.dataset, ctx.run_id) + "rejected_rows.parquet",
+            cleaned.rejected,
+        )
+    return ProcessResult(
+        curated_uri=lake.put_parquet(curated_key + "part-0000.parquet", cleaned.curated),
+        schema_uri=lake.put_json(_runs(ctx, "schema.json"), schema.model_dump(mode="json")),
+        task=schema.task,
+        rows=len(cleaned.curated),
+        features=len(schema.features),
+        rejected_rows=len(cleaned.rejected),
+        rejected_uri=rejected_uri,
+        duplicates_dropped=cleaned.duplicates_dropped,
+        notes=cleaned.notes,
+    )
+
+
+# -- 4. metrics definition -------------------------------------------------------------------
+
+
+def define_metrics(ctx: RunContext, lake: Lake) -> MetricsResult:
+    contract = evaluation_contract(_spec(ctx, lake), _schema(ctx, lake))
+    return MetricsResult(
+        contract_uri=lake.put_json(_runs(ctx, "metrics.json"), contract),
+        primary_metric=contract["primary_metric"],
+        greater_is_better=contract["greater_is_better"],
+        threshold=contract["threshold"],
+    )
+
+
+# -- 5. exploration --------------------------------------------------------------------------
+
+
+def explore_data(ctx: RunContext, lake: Lake) -> ExploreResult:
+    problem = required(ctx.problem, "define_problem")
+    schema = _schema(ctx, lake)
+    frame = lake.get_parquet(required(ctx.process, "process_data").curated_uri)
+    profile = explore.profile(frame, schema)
+    prefix = run_prefix(Zone.REPORTS, problem.dataset, ctx.run_id)
+    html = explore.render_html(profile, title=f"{problem.dataset}: data profile ({ctx.run_id})")
+    return ExploreResult(
+        profile_uri=lake.put_json(prefix + "profile.json", profile),
+        report_uri=lake.put_text(prefix + "profile.html", html, content_type="text/html"),
+        warnings=len(profile.get("warnings", [])),
+    )
+
+
+# -- 6. feature engineering ------------------------------------------------------------------
+
+
+def _with_target(matrix: pd.DataFrame, target: pd.Series) -> pd.DataFrame:
+    return matrix.assign(**{TARGET_COLUMN: target.to_numpy()})
+
+
+def engineer_features(ctx: RunContext, lake: Lake) -> FeaturesResult:
+    problem = required(ctx.problem, "define_problem")
+    spec, schema = _spec(ctx, lake), _schema(ctx, lake)
+    frame = lake.get_parquet(required(ctx.process, "process_data").curated_uri)
+    feature_set = features.engineer(
+        frame, schema, holdout_fraction=spec.holdout_fraction, seed=spec.seed
+    )
+    prefix = run_prefix(Zone.FEATURES, problem.dataset, ctx.run_id)
+    lake.put_parquet(prefix + "train_rows.parquet", feature_set.train)
+    lake.put_parquet(prefix + "holdout_rows.parquet", feature_set.holdout)
+    return FeaturesResult(
+        prefix=lake.uri(prefix),
+        train_uri=lake.put_parquet(
+            prefix + "train.parquet", _with_target(feature_set.X_train, feature_set.y_train)
+        ),
+        holdout_uri=lake.put_parquet(
+            prefix + "holdout.parquet", _with_target(feature_set.X_holdout, feature_set.y_holdout)
+        ),
+        holdout_rows_uri=lake.uri(prefix + "holdout_rows.parquet"),
+        transformer_uri=lake.put_artifact(prefix + "transformer.joblib", feature_set.transformer),
+        baseline_uri=lake.put_json(prefix + "baseline.json", feature_set.baseline),
+        train_rows=len(feature_set.train),
+        holdout_rows=len(feature_set.holdout),
+        candidates=spec.candidates,
+    )
+
+
+# -- 7. training and offline evaluation ------------------------------------------------------
+
+
+def _matrix(lake: Lake, uri: str) -> tuple[pd.DataFrame, pd.Series]:
+    frame = lake.get_parquet(uri)
+    return frame.drop(columns=[TARGET_COLUMN]), frame[TARGET_COLUMN]
+
+
+def train_model(ctx: RunContext, algorithm: Algorithm, lake: Lake) -> CandidateResult:
+    problem = required(ctx.problem, "define_problem")
+    spec, schema = _spec(ctx, lake), _schema(ctx, lake)
+    X_train, y_train = _matrix(lake, required(ctx.features, "engineer_features").train_uri)
+    candidate = train.train_candidate(algorithm, schema.task, X_train, y_train, seed=spec.seed)
+    key = run_prefix(Zone.MODELS, problem.dataset, ctx.run_id) + f"candidates/{algorithm}.joblib"
+    return CandidateResult(
+        algorithm=algorithm,
+        model_uri=lake.put_artifact(key, candidate.estimator),
+        fit_seconds=round(candidate.fit_seconds, 3),
+        params=candidate.params,
+    )
+
+
+def evaluate_models(ctx: RunContext, lake: Lake, registry: Registry) -> EvaluateResult:
+    """Score every candidate on the holdout, pick the winner, and judge it at the gate."""
+    problem = required(ctx.problem, "define_problem")
+    feature_uris = required(ctx.features, "engineer_features")
+    metrics = required(ctx.metrics, "define_metrics")
+    schema = _schema(ctx, lake)
+    X_holdout, y_holdout = _matrix(lake, feature_uris.holdout_uri)
+    X_train, y_train = _matrix(lake, feature_uris.train_uri)
+    candidates = required(ctx.candidates, "train_model")
+    models = {c.algorithm: lake.get_artifact(c.model_uri) for c in candidates}
+    scores = {
+        algorithm: evaluation.score_model(model, X_holdout, y_holdout, schema)
+        for algorithm, model in models.items()
+    }
+    baseline = evaluation.baseline_metrics(X_train, y_train, X_holdout, y_holdout, schema)
+    winner = evaluation.pick_winner(scores, metrics.primary_metric)
+    production_version, production_metrics = _production_scores(
+        problem.dataset, registry, lake, feature_uris.holdout_rows_uri, schema
+    )
+    verdict = evaluation.gate(
+        primary_metric=metrics.primary_metric,
+        winner_metrics=scores[winner],
+        baseline_metrics=baseline,
+        threshold=metrics.threshold,
+        production_metrics=production_metrics,
+        production_version=production_version,
+    )
+    pipeline = evaluation.serving_pipeline(
+        lake.get_artifact(feature_uris.transformer_uri), models[winner]
+    )
+    prefix = run_prefix(Zone.MODELS, problem.dataset, ctx.run_id)
+    pipeline_uri = lake.put_artifact(prefix + "pipeline.joblib", pipeline)
+    report = {
+        "primary_metric": metrics.primary_metric,
+        "candidates": {str(a): m for a, m in scores.items()},
+        "baseline": baseline,
+        "winner": str(winner),
+        "production": {"version": production_version, "metrics": production_metrics},
+        "gate": {"passed": verdict.passed, "reason": verdict.reason, "checks": verdict.checks},
+        "holdout_rows": len(y_holdout),
+    }
+    return EvaluateResult(
+        evaluation_uri=lake.put_json(_runs(ctx, "evaluation.json"), report),
+        winner=winner,
+        metrics=scores[winner],
+        gate=Gate(passed=verdict.passed, reason=verdict.reason),
+        pipeline_uri=pipeline_uri,
+        production_version=production_version,
+    )
+
+
+def _production_scores(
+    dataset: str, registry: Registry, lake: Lake, holdout_rows_uri: str, schema: ResolvedSchema
+) -> tuple[int | None, dict[str, float] | None]:
+    """The production model scored on this run's holdout, so the comparison is like for like."""
+    release = registry.get_release(dataset)
+    if not release or release.get("production_version") is None:
+        return None, None
+    version = int(release["production_version"])
+    entry = registry.get_version(dataset, version) or {}
+    holdout = lake.get_parquet(holdout_rows_uri)
+    try:
+        production = lake.get_artifact(entry["artifacts"]["pipeline_uri"])
+        scores = evaluation.score_model(
+            production, holdout.drop(columns=[schema.target]), holdout[schema.target], schema
+        )
+    except (KeyError, ValueError) as exc:
+        # The data's columns changed since production was trained: fall back to its own record.
+        scores = dict(entry.get("metrics") or {})
+        scores["note"] = f"scored on its own holdout; this holdout does not fit it ({exc})"
+    return version, scores
+
+
+# -- 8. integration and deployment -----------------------------------------------------------
+
+
+def register_model(
+    ctx: RunContext, lake: Lake, registry: Registry, code_version: str
+) -> RegisterResult:
+    """Record the winner as a new registry version with its lineage; rejected if it failed."""
+    problem = required(ctx.problem, "define_problem")
+    evaluated = required(ctx.evaluate, "evaluate_models")
+    collected = required(ctx.collect, "collect_data")
+    schema = _schema(ctx, lake)
+    winner = next(
+        c for c in required(ctx.candidates, "train_model") if c.algorithm == evaluated.winner
+    )
+    stage = "candidate" if evaluated.gate.passed else "rejected"
+    entry: dict[str, Any] = {
+        "stage": stage,
+        "stage_reason": evaluated.gate.reason,
+        "task": schema.task.value,
+        "target": schema.target,
+        "features": {name: kind.value for name, kind in schema.features.items()},
+        "classes": schema.classes,
+        "algorithm": str(evaluated.winner),
+        "params": winner.params,
+        "metrics": evaluated.metrics,
+        "primary_metric": required(ctx.metrics, "define_metrics").primary_metric,
+        "gate": evaluated.gate.model_dump(),
+        "run_id": ctx.run_id,
+        "lineage": {
+            "source": ctx.source.model_dump(),
+            "sha256": collected.sha256,
+            "raw_uri": collected.raw_uri,
+            "raw_version_id": collected.raw_version_id,
+            "code_version": code_version,
+        },
+        "artifacts": {
+            "pipeline_uri": evaluated.pipeline_uri,
+            "transformer_uri": required(ctx.features, "engineer_features").transformer_uri,
+            "baseline_uri": required(ctx.features, "engineer_features").baseline_uri,
+            "evaluation_uri": evaluated.evaluation_uri,
+            "profile_uri": required(ctx.explore, "explore_data").profile_uri,
+        },
+    }
+    version = registry.register(problem.dataset, entry)
+    lake.put_json(
+        version_prefix(problem.dataset, version) + "manifest.json", {"version": version, **entry}
+    )
+    return RegisterResult(model_version=version, stage=stage)
+
+
+# -- 9. release ------------------------------------------------------------------------------
+
+
+def release_model(ctx: RunContext, registry: Registry) -> ReleaseResult:
+    """Promote a model that passed its gate; a rejected one is never served."""
+    problem = required(ctx.problem, "define_problem")
+    registered = required(ctx.registration, "register_model")
+    evaluated = required(ctx.evaluate, "evaluate_models")
+    release = registry.get_release(problem.dataset) or {}
+    current = release.get("production_version")
+    if not evaluated.gate.passed:
+        result = ReleaseResult(
+            model_version=registered.model_version,
+            stage="rejected",
+            production_version=current,
+            reason=evaluated.gate.reason,
+        )
+    else:
+        registry.set_release(
+            problem.dataset,
+            production_version=registered.model_version,
+            expected_production=current,
+        )
+        registry.set_stage(
+            problem.dataset, registered.model_version, "production", evaluated.gate.reason
+        )
+        if current is not None:
+            registry.set_stage(
+                problem.dataset,
+                int(current),
+                "archived",
+                f"replaced by version {registered.model_version}",
+            )
+        result = ReleaseResult(
+            model_version=registered.model_version,
+            stage="production",
+            production_version=registered.model_version,
+            reason=evaluated.gate.reason,
+        )
+    registry.update_run(
+        problem.dataset,
+        ctx.run_id,
+        {
+            "status": "SUCCEEDED",
+            "finished_at": now_iso(),
+            "task": required(ctx.process, "process_data").task.value,
+            "model_version": registered.model_version,
+            "model_stage": result.stage,
+        },
+    )
+    return result
+
+
+# -- the failure path ------------------------------------------------------------------------
+
+
+def _error_message(ctx: RunContext) -> tuple[str, str]:
+    """(type, message) from what Step Functions caught; Lambda errors carry JSON causes."""
+    error = ctx.error
+    if error is None:
+        return "RunFailed", "the run failed without an error record"
+    try:
+        cause = json.loads(error.Cause or "")
+    except json.JSONDecodeError:
+        return error.Error, error.Cause or error.Error
+    if isinstance(cause, dict) and "errorMessage" in cause:
+        return str(cause.get("errorType", error.Error)), str(cause["errorMessage"])
+    return error.Error, error.Cause or error.Error
+
+
+def record_failure(ctx: RunContext, lake: Lake, registry: Registry) -> dict[str, Any]:
+    """Keep the upload in quarantine with the reason, and mark the run FAILED."""
+    error_type, message = _error_message(ctx)
+    stage = ctx.failed_stage or "unknown"
+    try:
+        dataset = dataset_name(ctx.source.key)
+    except SpecError:
+        dataset = "unknown"
+    prefix = run_prefix(Zone.QUARANTINE, dataset, ctx.run_id)
+    copy_source: dict[str, str] = {"Bucket": ctx.source.bucket, "Key": ctx.source.key}
+    if ctx.source.version_id:
+        copy_source["VersionId"] = ctx.source.version_id
+    quarantined = prefix + file_name(ctx.source.key)
+    lake.s3.copy_object(Bucket=lake.bucket, Key=quarantined, CopySource=copy_source)  # type: ignore[arg-type]
+    error = {"stage": stage, "type": error_type, "message": message}
+    lake.put_json(
+        prefix + "error.json",
+        {**error, "run_id": ctx.run_id, "source": ctx.source.model_dump(), "at": now_iso()},
+    )
+    registry.update_run(
+        dataset,
+        ctx.run_id,
+        {
+            "status": "FAILED",
+            "finished_at": now_iso(),
+            "source": ctx.source.model_dump(),
+            "target": ctx.problem.target if ctx.problem else None,
+            "task": ctx.process.task.value if ctx.process else None,
+            "error": error,
+            "quarantine_uri": lake.uri(quarantined),
+        },
+    )
+    return {"quarantine_uri": lake.uri(quarantined), **error}
+
+
+# -- the trigger -----------------------------------------------------------------------------
+
+
+def execution_name(bucket: str, key: str, version: str | None) -> str:
+    """A deterministic execution name: the same object version always maps to the same run."""
+    digest = hashlib.sha256(f"{bucket}/{key}#{version or ''}".encode()).hexdigest()[:16]
+    return f"{dataset_name(key)}-{digest}"
+
+
+def start_run(
+    sfn: Any, state_machine_arn: str, bucket: str, key: str, version: str | None, size: int | None
+) -> dict[str, Any]:
+    """Start the run for one uploaded object version; a repeated event starts nothing new."""
+    name = execution_name(bucket, key, version)
+    context = RunContext(
+        run_id=name,
+        source=Source(bucket=bucket, key=key, version_id=version, size=size),
+    )
+    execution_arn = state_machine_arn.replace(":stateMachine:", ":execution:") + f":{name}"
+    try:
+        sfn.start_execution(
+            stateMachineArn=state_machine_arn,
+            name=name,
+            input=context.model_dump_json(exclude_none=True),
+        )
+    except sfn.exceptions.ExecutionAlreadyExists:
+        return {"execution_arn": execution_arn, "started": False, "run_id": name}
+    return {"execution_arn": execution_arn, "started": True, "run_id": name}
