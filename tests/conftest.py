@@ -22,7 +22,7 @@ os.environ.update(
     CDK_DISABLE_CLI_TELEMETRY="true",
 )
 
-from mlcycle.local.assembly import ensure_assembly, load_template  # noqa: E402
+from mlcycle.local.assembly import ensure_assembly, load_template
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"

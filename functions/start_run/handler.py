@@ -22,5 +22,7 @@ def lambda_handler(event: S3EventNotificationEventBridgeModel) -> dict[str, Any]
         version=obj.version_id or obj.etag or None,
         size=size,
     )
-    logger.info("run started" if result["started"] else "duplicate event ignored", extra={"run": result})
+    logger.info(
+        "run started" if result["started"] else "duplicate event ignored", extra={"run": result}
+    )
     return result

@@ -34,7 +34,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    console = Console(file=sys.stdout, highlight=False)
+    console = Console(file=sys.stdout, highlight=False, soft_wrap=True)
     if not args.data.is_file():
         console.print(f"[red]error:[/] no such file: {args.data}")
         return 2
@@ -96,4 +96,3 @@ def _summary(console: Console, outcome: RunOutcome) -> None:
 
 if __name__ == "__main__":
     sys.exit(main())
-

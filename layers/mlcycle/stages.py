@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import asdict
 from typing import Any
 
 import pandas as pd
@@ -121,7 +122,7 @@ def collect_data(ctx: RunContext, lake: Lake) -> CollectResult:
     problem = required(ctx.problem, "define_problem")
     source = ctx.source
     data = lake.get_bytes(s3_uri(source.bucket, source.key), version_id=source.version_id)
-    read = tables.read_table(data, file_name(source.key))
+    read = tables.read_upload(data, file_name(source.key))
     sha256 = hashlib.sha256(data).hexdigest()
     raw_key = run_prefix(Zone.RAW, problem.dataset, ctx.run_id, dt=_dt(ctx)) + file_name(source.key)
     copy_source: dict[str, str] = {"Bucket": source.bucket, "Key": source.key}
@@ -166,7 +167,7 @@ def process_data(ctx: RunContext, lake: Lake) -> ProcessResult:
     problem = required(ctx.problem, "define_problem")
     collected = required(ctx.collect, "collect_data")
     data = lake.get_bytes(collected.raw_uri, version_id=collected.raw_version_id)
-    frame = tables.read_table(data, file_name(collected.raw_uri)).table.to_pandas()
+    frame = tables.read_table(data, file_name(collected.raw_uri)).to_pandas()
     schema = process.resolve_schema(frame, _spec(ctx, lake))
     cleaned = process.clean(frame, schema)
     curated_key = run_prefix(Zone.CURATED, problem.dataset, ctx.run_id, dt=_dt(ctx))
@@ -282,14 +283,14 @@ def evaluate_models(ctx: RunContext, lake: Lake, registry: Registry) -> Evaluate
     metrics = required(ctx.metrics, "define_metrics")
     schema = _schema(ctx, lake)
     X_holdout, y_holdout = _matrix(lake, feature_uris.holdout_uri)
-    X_train, y_train = _matrix(lake, feature_uris.train_uri)
+    y_train = lake.get_parquet(feature_uris.train_uri, columns=[TARGET_COLUMN])[TARGET_COLUMN]
     candidates = required(ctx.candidates, "train_model")
     models = {c.algorithm: lake.get_artifact(c.model_uri) for c in candidates}
     scores = {
         algorithm: evaluation.score_model(model, X_holdout, y_holdout, schema)
         for algorithm, model in models.items()
     }
-    baseline = evaluation.baseline_metrics(X_train, y_train, X_holdout, y_holdout, schema)
+    baseline = evaluation.baseline_metrics(y_train, y_holdout, schema)
     winner = evaluation.pick_winner(scores, metrics.primary_metric)
     production_version, production_metrics = _production_scores(
         problem.dataset, registry, lake, feature_uris.holdout_rows_uri, schema
@@ -313,7 +314,7 @@ def evaluate_models(ctx: RunContext, lake: Lake, registry: Registry) -> Evaluate
         "baseline": baseline,
         "winner": str(winner),
         "production": {"version": production_version, "metrics": production_metrics},
-        "gate": {"passed": verdict.passed, "reason": verdict.reason, "checks": verdict.checks},
+        "gate": asdict(verdict),
         "holdout_rows": len(y_holdout),
     }
     return EvaluateResult(
@@ -338,14 +339,13 @@ def _production_scores(
     holdout = lake.get_parquet(holdout_rows_uri)
     try:
         production = lake.get_artifact(entry["artifacts"]["pipeline_uri"])
-        scores = evaluation.score_model(
+        return version, evaluation.score_model(
             production, holdout.drop(columns=[schema.target]), holdout[schema.target], schema
         )
-    except (KeyError, ValueError) as exc:
-        # The data's columns changed since production was trained: fall back to its own record.
-        scores = dict(entry.get("metrics") or {})
-        scores["note"] = f"scored on its own holdout; this holdout does not fit it ({exc})"
-    return version, scores
+    except (KeyError, ValueError):
+        # The columns changed since production was trained, so it cannot score this holdout;
+        # its own recorded metrics are the fairest comparison left.
+        return version, dict(entry.get("metrics") or {})
 
 
 # -- 8. integration and deployment -----------------------------------------------------------
@@ -522,6 +522,13 @@ def start_run(
         source=Source(bucket=bucket, key=key, version_id=version, size=size),
     )
     execution_arn = state_machine_arn.replace(":stateMachine:", ":execution:") + f":{name}"
+    try:
+        # A running duplicate would be accepted idempotently by StartExecution; ask first so
+        # the log says truthfully whether this event started anything.
+        sfn.describe_execution(executionArn=execution_arn)
+        return {"execution_arn": execution_arn, "started": False, "run_id": name}
+    except sfn.exceptions.ExecutionDoesNotExist:
+        pass
     try:
         sfn.start_execution(
             stateMachineArn=state_machine_arn,

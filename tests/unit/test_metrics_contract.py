@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import pytest
-
 from mlcycle.domain.metrics import evaluation_contract
 from mlcycle.errors import SpecError
 from mlcycle.schema import ResolvedSchema
@@ -9,9 +8,7 @@ from mlcycle.spec import ColumnType, Task, parse_spec
 
 
 def _schema(task: Task) -> ResolvedSchema:
-    return ResolvedSchema(
-        dataset="d", task=task, target="y", features={"x": ColumnType.NUMERIC}
-    )
+    return ResolvedSchema(dataset="d", task=task, target="y", features={"x": ColumnType.NUMERIC})
 
 
 def test_contract_for_a_binary_task() -> None:
@@ -20,7 +17,13 @@ def test_contract_for_a_binary_task() -> None:
     assert contract["primary_metric"] == "roc_auc"
     assert contract["greater_is_better"] is True
     assert contract["threshold"] == 0.7
-    assert contract["report_metrics"] == ["accuracy", "balanced_accuracy", "f1", "roc_auc", "log_loss"]
+    assert contract["report_metrics"] == [
+        "accuracy",
+        "balanced_accuracy",
+        "f1",
+        "roc_auc",
+        "log_loss",
+    ]
     assert contract["monitoring"]["psi_threshold"] == 0.2
 
 

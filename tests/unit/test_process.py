@@ -6,7 +6,6 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
-
 from mlcycle.domain.process import REJECT_REASON, clean, infer_column_types, resolve_schema
 from mlcycle.errors import BadInputError
 from mlcycle.samples import customer_churn
@@ -20,10 +19,11 @@ def spec(target: str = "label", **fields: object) -> ProblemSpec:
 
 
 def frame(n: int = N, **columns: object) -> pd.DataFrame:
-    """A small table with a numeric, a categorical and a yes/no label, plus extra columns."""
+    """A small table of distinct rows: numbers, a categorical and a yes/no label, and more."""
     rng = np.random.default_rng(0)
     base: dict[str, object] = {
         "age": rng.integers(18, 80, n),
+        "score": rng.normal(size=n),
         "color": rng.choice(["red", "green", "blue"], n),
         "label": np.where(np.arange(n) % 3 == 0, "yes", "no"),
     }
@@ -42,7 +42,7 @@ def test_infer_column_types() -> None:
             "text": ["a", "b", None, "c"],
             "numbers_as_text": ["1", "2.5", "unknown", "4"],
             "us_dates": ["03/15/2021", "12/01/2020", "01/31/2022", None],
-            "stamps": pd.to_datetime(["2021-01-01", "2021-01-02", None, "2021-01-04"]),
+            "stamps": pd.to_datetime(pd.Series(["2021-01-01", "2021-01-02", None, "2021-01-04"])),
             "codes": ["A1", "B2", "C3", "D4"],
         }
     )
@@ -72,7 +72,7 @@ def test_missing_target_names_it_and_suggests() -> None:
         resolve_schema(frame(), spec(target="labels"))
     message = str(caught.value)
     assert "the target column 'labels' (did you mean 'label'?) is not in the data" in message
-    assert "the columns are: age, color, label" in message
+    assert "the columns are: age, score, color, label" in message
 
 
 def test_single_class_target() -> None:
@@ -91,7 +91,11 @@ def test_binary_from_strings() -> None:
     assert schema.task is Task.BINARY
     assert schema.classes == ["no", "yes"]
     assert schema.positive_class == "yes"
-    assert schema.features == {"age": ColumnType.NUMERIC, "color": ColumnType.CATEGORICAL}
+    assert schema.features == {
+        "age": ColumnType.NUMERIC,
+        "score": ColumnType.NUMERIC,
+        "color": ColumnType.CATEGORICAL,
+    }
 
 
 def test_binary_from_numbers_labels_are_normalized() -> None:
@@ -166,7 +170,7 @@ def test_features_from_spec_keep_their_order_and_skip_exclusion() -> None:
 def test_column_types_override_inference() -> None:
     schema = resolve_schema(frame(), spec(column_types={"age": "categorical"}))
     assert schema.features["age"] is ColumnType.CATEGORICAL
-    with pytest.raises(BadInputError, match="column_types: the column.* 'agee'"):
+    with pytest.raises(BadInputError, match=r"column_types: the column.* 'agee'"):
         resolve_schema(frame(), spec(column_types={"agee": "numeric"}))
 
 
@@ -191,7 +195,7 @@ def test_exclusions_carry_a_reason() -> None:
         "comment": "free text: 150 distinct values (75% of rows)",
         "account_id": "id-like: 60% distinct values",
     }
-    assert list(schema.features) == ["age", "color", "income"]
+    assert list(schema.features) == ["age", "score", "color", "income"]
 
 
 def test_dates_are_features_not_ids() -> None:
@@ -212,7 +216,9 @@ def test_clean_coerces_and_counts() -> None:
     words = ["12.5"] * N
     words[3], words[7] = "unknown", "n/a"
     df = frame(weight=words, extra=["dropped"] * N)
-    schema = resolve_schema(df, spec(column_types={"weight": "numeric"}, features=["age", "weight"]))
+    schema = resolve_schema(
+        df, spec(column_types={"weight": "numeric"}, features=["age", "weight"])
+    )
     result = clean(df, schema)
     assert result.coerced == {"weight": 2}
     assert list(result.curated.columns) == ["age", "weight", "label"]
@@ -222,7 +228,7 @@ def test_clean_coerces_and_counts() -> None:
 
 
 def test_clean_dtypes_are_the_contract() -> None:
-    df = frame(when=["2024-01-%02d" % (i % 28 + 1) for i in range(N)])
+    df = frame(when=[f"2024-01-{i % 28 + 1:02d}" for i in range(N)])
     df.loc[0, "color"] = None
     result = clean(df, resolve_schema(df, spec()))
     dtypes = result.curated.dtypes
@@ -304,7 +310,7 @@ def test_rows_differing_only_by_an_excluded_id_are_kept() -> None:
 def test_too_few_usable_rows() -> None:
     df = frame()
     df.loc[5:, "label"] = None
-    with pytest.raises(BadInputError, match="^only 5 usable rows; at least 10 are needed"):
+    with pytest.raises(BadInputError, match=r"^only 5 usable rows; at least 10 are needed"):
         clean(df, resolve_schema(df, spec()))
 
 
@@ -319,7 +325,7 @@ def test_no_usable_rows() -> None:
 def test_clean_needs_the_schema_columns() -> None:
     df = frame()
     schema = resolve_schema(df, spec())
-    with pytest.raises(BadInputError, match="'color'.* is not in the data"):
+    with pytest.raises(BadInputError, match=r"'color'.* is not in the data"):
         clean(df.drop(columns=["color"]), schema)
 
 

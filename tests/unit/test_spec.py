@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import pytest
-
 from mlcycle.errors import SpecError
 from mlcycle.spec import Algorithm, Task, dataset_name, parse_spec
 
@@ -31,7 +30,10 @@ def test_json_is_accepted_too() -> None:
         ("dataset: churn\ntarget: y\ncandidates: [svm]\n", "candidates.0"),
         ("dataset: churn\ntarget: y\nfeatures: [a, y]\n", "features: the target 'y'"),
         ("dataset: churn\ntarget: y\nprimary_metric: auc\n", "primary_metric: unknown metric"),
-        ("dataset: churn\ntarget: y\ntask: regression\nprimary_metric: roc_auc\n", "does not apply"),
+        (
+            "dataset: churn\ntarget: y\ntask: regression\nprimary_metric: roc_auc\n",
+            "does not apply",
+        ),
         ("dataset: churn\ntarget: y\ncolour: blue\n", "colour: Extra inputs"),
         ("- just\n- a list\n", "must be a mapping"),
         ("dataset: [unclosed\n", "not valid YAML"),

@@ -161,7 +161,8 @@ def clean(df: pd.DataFrame, schema: ResolvedSchema) -> CleanResult:
 
     if good.empty:
         parts = ", ".join(f"{why} ({n})" for why, n in reason_counts.items())
-        raise BadInputError(f"no usable rows: all {len(df)} rows were rejected ({parts})")
+        after = f" (after dropping {duplicates} duplicates)" if duplicates else ""
+        raise BadInputError(f"no usable rows: all {len(df)} rows{after} were rejected: {parts}")
     if len(good) < MIN_ROWS:
         raise BadInputError(
             f"only {len(good)} usable rows; at least {MIN_ROWS} are needed to train and evaluate"
@@ -211,44 +212,43 @@ def _share(mask: pd.Series) -> float:
 def _parse_dates(text: pd.Series) -> pd.Series:
     """Parse date strings to naive UTC datetime64[us]; unparseable values become NaT.
 
-    Each distinct value is parsed once: ISO 8601 first, then the format guessed from the
-    values (day-first or month-first, whichever parses more), then per value for the rest.
+    Each distinct value is parsed once, vectorized with the one format that fits the most
+    values (ISO 8601, or a guessed day-first or month-first format), then value by value
+    for the few that format missed.
     """
     codes, uniques = pd.factorize(text)
     if not len(uniques):
         return pd.Series(pd.NaT, index=text.index, dtype=DATETIME_DTYPE)
-    strings = pd.Series(np.asarray(uniques, dtype=object), dtype=object)
-    has_digit = strings.str.contains(r"\d", regex=True).fillna(False).astype(bool)
+    strings = pd.Series(uniques, dtype=TEXT_DTYPE)
+    strings = strings[strings.str.contains(r"\d", regex=True).fillna(False).astype(bool)]
+    parsed = pd.Series(pd.NaT, index=range(len(uniques)), dtype="datetime64[us, UTC]")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        parsed = pd.to_datetime(strings, errors="coerce", format="ISO8601", utc=True)
-        todo = parsed.isna() & has_digit
-        if todo.any():
-            parsed[todo] = _parse_guessed(strings[todo])
-        todo = parsed.isna() & has_digit
-        if todo.any():
-            parsed[todo] = pd.to_datetime(strings[todo], errors="coerce", format="mixed", utc=True)
-    naive = parsed.dt.tz_localize(None).astype(DATETIME_DTYPE)
-    taken = naive.to_numpy()[codes]
+        fmt = _best_format(strings.iloc[:1000])
+        if fmt is not None:
+            parsed[strings.index] = pd.to_datetime(strings, errors="coerce", format=fmt, utc=True)
+        todo = strings[parsed[strings.index].isna().to_numpy()]
+        if len(todo):
+            parsed[todo.index] = pd.to_datetime(todo, errors="coerce", format="mixed", utc=True)
+    naive = parsed.dt.tz_localize(None).to_numpy()
+    taken = naive[codes]
     taken[codes < 0] = np.datetime64("NaT")
     return pd.Series(taken, index=text.index, dtype=DATETIME_DTYPE)
 
 
-def _parse_guessed(strings: pd.Series) -> pd.Series:
-    head = strings.iloc[:1000]
-    formats = {
+def _best_format(head: pd.Series) -> str | None:
+    """The format, among ISO 8601 and those guessed from a few values, that parses most."""
+    guessed = {
         guess_datetime_format(value, dayfirst=dayfirst)
         for value in head.iloc[:20]
         for dayfirst in (False, True)
-    } - {None}
+    }
     best, best_count = None, 0
-    for fmt in sorted(f for f in formats if f):
+    for fmt in ["ISO8601", *sorted(f for f in guessed if f)]:
         count = int(pd.to_datetime(head, errors="coerce", format=fmt, utc=True).notna().sum())
         if count > best_count:
             best, best_count = fmt, count
-    if best is None:
-        return pd.Series(pd.NaT, index=strings.index, dtype="datetime64[ns, UTC]")
-    return pd.to_datetime(strings, errors="coerce", format=best, utc=True)
+    return best
 
 
 def _exclusion(name: str, s: pd.Series, typ: ColumnType) -> str | None:

@@ -163,7 +163,7 @@ def deploy(stack_name: str, template: dict[str, Any], *, root: Path) -> LocalDep
         deployment.functions[name] = DeployedFunction(
             logical_id, name, response["FunctionArn"], handler, environment
         )
-        lambda_seam.register(name, lambda_seam.load_handler(root, handler))
+        lambda_seam.register(name, root, handler)
 
     sfn = session.client("stepfunctions")
     for logical_id, props in state_machines:

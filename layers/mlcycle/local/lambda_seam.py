@@ -9,6 +9,7 @@ would from the image or zip) and calls it with a Lambda-shaped context. Everythi
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import json
 import sys
@@ -74,8 +75,14 @@ def load_handler(root: Path, handler: str) -> Handler:
     return function
 
 
-def register(function_name: str, handler: Handler) -> None:
-    _handlers[function_name] = handler
+def register(function_name: str, root: Path, handler: str) -> None:
+    """Run `function_name` with `handler` from `root`, imported at its first invocation
+    (as Lambda's init phase does, inside the function's environment)."""
+    _handlers[function_name] = functools.partial(_load_and_call, root, handler)
+
+
+def _load_and_call(root: Path, handler: str, event: dict[str, Any], context: Any) -> Any:
+    return load_handler(root, handler)(event, context)
 
 
 def _invoke_in_process(self: LambdaFunction, event: Any = None) -> tuple[str, bool, str]:

@@ -221,7 +221,10 @@ def follow_execution(
                 entered.setdefault(stage, event["timestamp"])
             elif event["type"].endswith("StateExited") and stage not in finished:
                 seconds = (event["timestamp"] - entered[stage]).total_seconds()
-                finished[stage] = StageOutcome(stage, "SUCCEEDED", round(seconds, 3))
+                # A caught failure exits the state too, with the error under $.error.
+                failed = "error" in json.loads(details.get("output") or "{}")
+                status = "FAILED" if failed else "SUCCEEDED"
+                finished[stage] = StageOutcome(stage, status, round(seconds, 3))
                 if on_stage and stage != "record_failure":
                     on_stage(finished[stage])
         if description["status"] != "RUNNING":
@@ -235,17 +238,8 @@ def follow_execution(
     else:
         outcome.status = "FAILED"
         _fill_failure(outcome, deployment, session, run_id, dataset)
-    failed_stage = (outcome.error or {}).get("stage")
     for stage in pipeline:
-        if stage == failed_stage:
-            stage_outcome = StageOutcome(stage, "FAILED")
-            if on_stage:
-                on_stage(stage_outcome)
-        else:
-            stage_outcome = finished.get(stage, StageOutcome(stage, "NOT_RUN"))
-            if stage_outcome.status == "SUCCEEDED" and stage == failed_stage:
-                stage_outcome.status = "FAILED"
-        outcome.stages.append(stage_outcome)
+        outcome.stages.append(finished.get(stage, StageOutcome(stage, "NOT_RUN")))
     return outcome
 
 

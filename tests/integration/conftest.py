@@ -1,0 +1,41 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import boto3
+import pytest
+from mlcycle.adapters.lake import Lake
+from mlcycle.adapters.registry import Registry
+from moto import mock_aws
+
+
+@pytest.fixture
+def aws() -> Iterator[None]:
+    with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
+        yield
+
+
+@pytest.fixture
+def lake(aws: None) -> Lake:
+    s3 = boto3.client("s3")
+    s3.create_bucket(Bucket="lake")
+    s3.put_bucket_versioning(Bucket="lake", VersioningConfiguration={"Status": "Enabled"})
+    return Lake(s3, "lake")
+
+
+@pytest.fixture
+def registry(aws: None) -> Registry:
+    dynamodb = boto3.client("dynamodb")
+    dynamodb.create_table(
+        TableName="registry",
+        KeySchema=[
+            {"AttributeName": "pk", "KeyType": "HASH"},
+            {"AttributeName": "sk", "KeyType": "RANGE"},
+        ],
+        AttributeDefinitions=[
+            {"AttributeName": "pk", "AttributeType": "S"},
+            {"AttributeName": "sk", "AttributeType": "S"},
+        ],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    return Registry(dynamodb, "registry")
