@@ -8,7 +8,7 @@ import os
 import sys
 from collections.abc import Callable
 from functools import cache
-from typing import Any, TypeVar
+from typing import IO, Any, TypeVar, cast
 
 import boto3
 from aws_lambda_powertools import Logger, Metrics, Tracer
@@ -35,7 +35,7 @@ class _Stdout(io.TextIOBase):
         sys.stdout.flush()
 
 
-logger = Logger(stream=_Stdout())
+logger = Logger(stream=cast(IO[str], _Stdout()))
 metrics = Metrics()
 tracer = Tracer()
 

@@ -131,7 +131,7 @@ def collect_data(ctx: RunContext, lake: Lake) -> CollectResult:
     copied = lake.s3.copy_object(
         Bucket=lake.bucket,
         Key=raw_key,
-        CopySource=copy_source,  # type: ignore[arg-type]
+        CopySource=copy_source,
     )
     lineage = {
         "source": source.model_dump(),
@@ -481,7 +481,7 @@ def record_failure(ctx: RunContext, lake: Lake, registry: Registry) -> dict[str,
     if ctx.source.version_id:
         copy_source["VersionId"] = ctx.source.version_id
     quarantined = prefix + file_name(ctx.source.key)
-    lake.s3.copy_object(Bucket=lake.bucket, Key=quarantined, CopySource=copy_source)  # type: ignore[arg-type]
+    lake.s3.copy_object(Bucket=lake.bucket, Key=quarantined, CopySource=copy_source)
     error = {"stage": stage, "type": error_type, "message": message}
     lake.put_json(
         prefix + "error.json",

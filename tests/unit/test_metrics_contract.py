@@ -35,5 +35,5 @@ def test_contract_for_regression_minimises_rmse() -> None:
 
 def test_a_threshold_out_of_the_metric_range_is_a_spec_error() -> None:
     spec = parse_spec("dataset: d\ntarget: y\nprimary_metric: roc_auc\nthreshold: 70\n")
-    with pytest.raises(SpecError, match="threshold: 70.0 is outside the range of roc_auc"):
+    with pytest.raises(SpecError, match=r"threshold: 70\.0 is outside the range of roc_auc"):
         evaluation_contract(spec, _schema(Task.BINARY))

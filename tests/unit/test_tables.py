@@ -89,6 +89,18 @@ def test_invalid_utf8_after_the_sample_is_transcoded() -> None:
     assert result.table.num_rows == 40_001
 
 
+def test_bytes_undefined_in_cp1252_fall_back_to_latin1() -> None:
+    data = "a;b\n1;Zürich\n".encode("latin-1") + b"2;x\x81y\n"
+    result = read_upload(data, "t.csv")
+    assert result.encoding == "latin-1"
+    assert result.table.column("b").to_pylist() == ["Zürich", "x\x81y"]
+
+
+def test_broken_utf16() -> None:
+    with pytest.raises(BadInputError, match="not valid UTF-16"):
+        read_table(b"\xff\xfea\x00,\x00b\x00\n\x00x", "t.csv")
+
+
 def test_utf16_is_transcoded() -> None:
     result = read_upload("a\tb\n1\tZürich\n".encode("utf-16"), "excel.txt")
     assert (result.encoding, result.delimiter) == ("utf-16", "\t")

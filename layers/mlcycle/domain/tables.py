@@ -41,6 +41,13 @@ _KNOWN_BINARY = (
     (b"\xfd7zXZ", "xz-compressed data: use gzip"),
     (b"SQLite format 3", "an SQLite database"),
 )
+# pyarrow decodes UTF-8 natively (and skips its BOM); other encodings are transcoded
+_FALLBACKS = {
+    "utf-8": ("utf-8", "cp1252", "latin-1"),
+    "utf-8-sig": ("utf-8", "cp1252", "latin-1"),
+    "cp1252": ("cp1252", "latin-1"),
+    "latin-1": ("latin-1",),
+}
 _CONTROL_BYTES = bytes(b for b in range(32) if b not in b"\t\n\r\f")
 _NUMBER = re.compile(r"^\s*[-+]?(\d+([.,]\d*)?|[.,]\d+)([eE][-+]?\d+)?\s*$")
 _COMMA_DECIMAL = re.compile(r"^-?\d+,\d+$")
@@ -128,26 +135,28 @@ def _read_csv(data: bytes, name: str, notes: list[str]) -> tuple[pa.Table, str, 
     decimal_point = _sniff_decimal_point(rows, delimiter)
     if decimal_point == ",":
         notes.append("numbers use a decimal comma (e.g. 3,14); read them as numbers")
-    if encoding not in ("utf-8", "utf-8-sig"):
-        table = _parse_csv(data, name, delimiter, encoding, decimal_point)
-        if encoding != "utf-16":
-            notes.append(f"the file is not UTF-8; decoded it as {encoding}")
-        return table, delimiter, encoding
-    try:
-        table = _parse_csv(data, name, delimiter, "utf8", decimal_point)
-        # pyarrow types a column with invalid UTF-8 as binary instead of failing
-        if not any(pa.types.is_binary(t) for t in table.schema.types):
-            return table, delimiter, encoding
-    except UnicodeDecodeError:
-        pass
-    for fallback in ("cp1252", "latin-1"):
+    if encoding == "utf-16":
         try:
-            table = _parse_csv(data, name, delimiter, fallback, decimal_point)
+            return _parse_csv(data, name, delimiter, encoding, decimal_point), delimiter, encoding
+        except UnicodeDecodeError as exc:
+            raise BadInputError(
+                f"{name}: starts with a UTF-16 byte order mark but is not valid UTF-16 "
+                f"({exc.reason})"
+            ) from exc
+    # latin-1 decodes any byte, so the loop always returns
+    for candidate in _FALLBACKS[encoding]:
+        try:
+            table = _parse_csv(data, name, delimiter, candidate, decimal_point)
         except UnicodeDecodeError:
             continue
-        notes.append(f"the file is not valid UTF-8; decoded it as {fallback}")
-        return table, delimiter, fallback
-    raise AssertionError("latin-1 decodes every byte")  # pragma: no cover
+        # pyarrow types a column holding invalid UTF-8 as binary instead of failing
+        if candidate == "utf-8" and any(pa.types.is_binary(t) for t in table.schema.types):
+            continue
+        if candidate == "utf-8":
+            return table, delimiter, encoding
+        notes.append(f"the file is not UTF-8; decoded it as {candidate}")
+        return table, delimiter, candidate
+    raise AssertionError("unreachable: latin-1 decodes every byte")  # pragma: no cover
 
 
 def _sniff_encoding(data: bytes) -> str:
@@ -226,7 +235,10 @@ def _parse_csv(
             pa.BufferReader(data),
             read_options=pacsv.ReadOptions(encoding=encoding, use_threads=use_threads),
             parse_options=pacsv.ParseOptions(
-                delimiter=delimiter, newlines_in_values=True, invalid_row_handler=handler
+                delimiter=delimiter,
+                # quote-aware chunking costs ~25%; only quoted values can hold newlines
+                newlines_in_values=quoted,
+                invalid_row_handler=handler,
             ),
             convert_options=pacsv.ConvertOptions(
                 null_values=NA_TOKENS,
@@ -236,10 +248,11 @@ def _parse_csv(
             ),
         )
 
+    quoted = b'"' in data
     handler = _FirstInvalidRow()
     try:
         table = parse(True, handler)
-    except pa.ArrowInvalid as exc:
+    except pa.ArrowException as exc:
         if handler.row is None:
             raise BadInputError(f"{name}: cannot parse the CSV ({_arrow_message(exc)})") from exc
         if handler.row.number is None:  # parallel parsing does not know row numbers

@@ -185,14 +185,10 @@ def deploy(stack_name: str, template: dict[str, Any], *, root: Path) -> LocalDep
         targets = resolver.resolve(props.get("Targets", []))
         tap = sqs.create_queue(QueueName=f"{name[:70]}-tap")["QueueUrl"]
         tap_arn = sqs.get_queue_attributes(QueueUrl=tap, AttributeNames=["QueueArn"])
-        events.put_targets(
-            Rule=name,
-            # The tap goes first: moto stops at the first target kind it cannot deliver to.
-            Targets=[
-                {"Id": "local-tap", "Arn": tap_arn["Attributes"]["QueueArn"]},
-                *({"Id": t["Id"], "Arn": t["Arn"]} for t in targets),
-            ],
-        )
+        # The tap goes first: moto stops at the first target kind it cannot deliver to.
+        tap_target = {"Id": "local-tap", "Arn": tap_arn["Attributes"]["QueueArn"]}
+        rule_targets: list[Any] = [tap_target, *({"Id": t["Id"], "Arn": t["Arn"]} for t in targets)]
+        events.put_targets(Rule=name, Targets=rule_targets)
         deployment.rules.append(
             DeployedRule(
                 name=name,

@@ -1,0 +1,142 @@
+"""The whole lifecycle, run by the synthesized state machine under moto, per task type."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from palmerpenguins import load_penguins
+from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.metrics import roc_auc_score
+
+from mlcycle.cli import main
+from mlcycle.local.runner import RunOutcome, run_local
+from tests.conftest import EXAMPLES
+
+pytestmark = pytest.mark.slow
+
+ALL_STAGES = [
+    "define_problem",
+    "collect_data",
+    "process_data",
+    "define_metrics",
+    "explore_data",
+    "engineer_features",
+    "train_model",
+    "evaluate_models",
+    "register_model",
+    "release_model",
+]
+
+
+def _run_dir(outcome: RunOutcome, zone: str) -> Path:
+    matches = list(Path(outcome.out_dir, "lake", zone).glob(f"dataset=*/**/run={outcome.run_id}"))
+    assert len(matches) == 1, matches
+    return matches[0]
+
+
+def _assert_succeeded(outcome: RunOutcome) -> None:
+    assert outcome.status == "SUCCEEDED", outcome.error
+    assert [s.name for s in outcome.stages] == ALL_STAGES
+    assert all(s.status == "SUCCEEDED" and s.seconds is not None for s in outcome.stages)
+    run_json = json.loads(Path(outcome.out_dir, "run.json").read_text())
+    assert run_json["status"] == "SUCCEEDED"
+    assert run_json["model_version"] == outcome.model_version
+
+
+def test_binary_churn_matches_a_careful_scikit_learn_baseline(tmp_path: Path) -> None:
+    outcome = run_local(
+        EXAMPLES / "customer-churn.csv", spec_file=EXAMPLES / "customer-churn.yaml", out_dir=tmp_path
+    )
+    _assert_succeeded(outcome)
+    assert (outcome.task, outcome.target) == ("binary", "churned")
+    assert outcome.gate == {"passed": True, "reason": outcome.gate["reason"]}
+    assert (outcome.model_version, outcome.model_stage) == (1, "production")
+    winner_auc = outcome.winner["metrics"]["roc_auc"]
+
+    # A data scientist's own model on the very same split: the pipeline must be in line.
+    features = _run_dir(outcome, "features")
+    train = pd.read_parquet(features / "train_rows.parquet")
+    holdout = pd.read_parquet(features / "holdout_rows.parquet")
+    columns = [c for c in train.columns if c not in ("churned", "signup_date")]
+    reference = HistGradientBoostingClassifier(random_state=0, categorical_features="from_dtype")
+    to_model = lambda f: f[columns].astype(  # noqa: E731
+        {c: "category" for c in columns if not pd.api.types.is_numeric_dtype(f[c])}
+    )
+    reference.fit(to_model(train), train["churned"])
+    reference_auc = roc_auc_score(
+        holdout["churned"] == "yes", reference.predict_proba(to_model(holdout))[:, 1]
+    )
+    assert winner_auc >= reference_auc - 0.02, (winner_auc, reference_auc)
+
+    # The reports a data scientist opens, and the lineage the registry keeps.
+    report = Path(outcome.out_dir, outcome.reports["profile"]).read_text()
+    assert "monthly_charges" in report and "<img" in report
+    schema = json.loads((_run_dir(outcome, "runs") / "schema.json").read_text())
+    assert schema["excluded"]["customer_id"].startswith("id-like")
+    registry = json.loads(Path(outcome.out_dir, "registry.json").read_text())
+    version = next(item for item in registry if item["sk"] == "VERSION#000001")
+    assert version["lineage"]["source"]["key"] == "landing/customer-churn.csv"
+    assert len(version["lineage"]["sha256"]) == 64
+
+
+def test_multiclass_penguins_with_missing_values(tmp_path: Path) -> None:
+    data = tmp_path / "penguins.csv"
+    load_penguins().to_csv(data, index=False)
+    outcome = run_local(data, target="species", out_dir=tmp_path / "out")
+    _assert_succeeded(outcome)
+    assert outcome.task == "multiclass"
+    assert outcome.winner["metrics"]["balanced_accuracy"] > 0.95
+    assert outcome.model_stage == "production"
+
+
+def test_regression_inferred_from_a_numeric_target_on_gzip_input(tmp_path: Path) -> None:
+    data = tmp_path / "charges.csv.gz"
+    data.write_bytes(gzip.compress((EXAMPLES / "customer-churn.csv").read_bytes()))
+    outcome = run_local(data, target="monthly_charges", out_dir=tmp_path / "out")
+    _assert_succeeded(outcome)
+    assert outcome.task == "regression"
+    assert set(outcome.winner["metrics"]) == {"rmse", "mae", "r2"}
+    assert outcome.winner["metrics"]["r2"] > 0.5
+
+
+def test_a_second_run_is_compared_with_production_and_versioned(tmp_path: Path) -> None:
+    data = tmp_path / "penguins.csv"
+    penguins = load_penguins()
+    penguins.to_csv(data, index=False)
+    first = run_local(data, target="species", out_dir=tmp_path / "out")
+    penguins.sample(frac=1.0, random_state=3).to_csv(data, index=False)  # a new object version
+    second = run_local(data, target="species", out_dir=tmp_path / "out")
+    _assert_succeeded(second)
+    assert (first.model_version, second.model_version) == (1, 2)
+    assert "production v1" in second.gate["reason"]
+    registry = json.loads(Path(second.out_dir, "registry.json").read_text())
+    stages = {item["version"]: item["stage"] for item in registry if "version" in item}
+    assert stages == {1: "archived", 2: "production"}
+
+
+def test_a_malformed_upload_fails_clearly_and_is_kept(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = tmp_path / "broken.csv"
+    data.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256)) * 4)
+    code = main(["run", str(data), "--target", "y", "--out", str(tmp_path / "out")])
+    printed = capsys.readouterr().out
+    assert code == 1
+    assert "FAILED at collect_data: BadInputError:" in printed
+    assert "Traceback" not in printed
+    run_json = json.loads((tmp_path / "out" / "run.json").read_text())
+    assert run_json["status"] == "FAILED"
+    assert run_json["error"]["stage"] == "collect_data"
+    assert run_json["error"]["type"] == "BadInputError"
+    statuses = {s["name"]: s["status"] for s in run_json["stages"]}
+    assert statuses["define_problem"] == "SUCCEEDED"
+    assert statuses["collect_data"] == "FAILED"
+    assert statuses["process_data"] == "NOT_RUN"
+    kept = list((tmp_path / "out" / "lake" / "quarantine").rglob("broken.csv"))
+    assert len(kept) == 1 and kept[0].read_bytes() == data.read_bytes()
+    error = json.loads((kept[0].parent / "error.json").read_text())
+    assert error["message"] == run_json["error"]["message"]
