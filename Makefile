@@ -19,10 +19,10 @@ demo: install
 	$(BIN)/mlcycle run examples/customer-churn.csv --spec examples/customer-churn.yaml
 
 test: install
-	$(BIN)/pytest -n 2 --dist loadgroup
+	$(BIN)/pytest
 
 test-fast: install
-	$(BIN)/pytest -n 2 -m "not slow"
+	$(BIN)/pytest -m "not slow"
 
 lint: install
 	$(BIN)/ruff check .

@@ -28,12 +28,6 @@ ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
 
 
-def pytest_sessionstart(session: pytest.Session) -> None:
-    # Synthesize once, before xdist workers start, so they all reuse the same fresh cdk.out.
-    if not hasattr(session.config, "workerinput"):
-        ensure_assembly(ROOT)
-
-
 @pytest.fixture(scope="session")
 def assembly() -> Path:
     return ensure_assembly(ROOT)

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from mlcycle.cli import main
+from mlcycle.local.runner import RunOutcome, run_local
 from palmerpenguins import load_penguins
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.metrics import roc_auc_score
 
-from mlcycle.cli import main
-from mlcycle.local.runner import RunOutcome, run_local
 from tests.conftest import EXAMPLES
 
 pytestmark = pytest.mark.slow
@@ -49,7 +49,9 @@ def _assert_succeeded(outcome: RunOutcome) -> None:
 
 def test_binary_churn_matches_a_careful_scikit_learn_baseline(tmp_path: Path) -> None:
     outcome = run_local(
-        EXAMPLES / "customer-churn.csv", spec_file=EXAMPLES / "customer-churn.yaml", out_dir=tmp_path
+        EXAMPLES / "customer-churn.csv",
+        spec_file=EXAMPLES / "customer-churn.yaml",
+        out_dir=tmp_path,
     )
     _assert_succeeded(outcome)
     assert (outcome.task, outcome.target) == ("binary", "churned")
@@ -74,7 +76,8 @@ def test_binary_churn_matches_a_careful_scikit_learn_baseline(tmp_path: Path) ->
 
     # The reports a data scientist opens, and the lineage the registry keeps.
     report = Path(outcome.out_dir, outcome.reports["profile"]).read_text()
-    assert "monthly_charges" in report and "<img" in report
+    assert "monthly_charges" in report
+    assert "<img" in report
     schema = json.loads((_run_dir(outcome, "runs") / "schema.json").read_text())
     assert schema["excluded"]["customer_id"].startswith("id-like")
     registry = json.loads(Path(outcome.out_dir, "registry.json").read_text())
@@ -137,6 +140,7 @@ def test_a_malformed_upload_fails_clearly_and_is_kept(
     assert statuses["collect_data"] == "FAILED"
     assert statuses["process_data"] == "NOT_RUN"
     kept = list((tmp_path / "out" / "lake" / "quarantine").rglob("broken.csv"))
-    assert len(kept) == 1 and kept[0].read_bytes() == data.read_bytes()
+    assert len(kept) == 1
+    assert kept[0].read_bytes() == data.read_bytes()
     error = json.loads((kept[0].parent / "error.json").read_text())
     assert error["message"] == run_json["error"]["message"]

@@ -1,0 +1,143 @@
+"""The synthesized template: what `cdk deploy` would create, asserted by behaviour, not ids."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from mlcycle.local.template import Resolver
+
+STAGES = [
+    "define_problem",
+    "collect_data",
+    "process_data",
+    "define_metrics",
+    "explore_data",
+    "engineer_features",
+    "train_model",
+    "evaluate_models",
+    "register_model",
+    "release_model",
+]
+
+
+def _of_type(template: dict[str, Any], kind: str) -> list[dict[str, Any]]:
+    return [r["Properties"] for r in template["Resources"].values() if r["Type"] == kind]
+
+
+@pytest.fixture(scope="module")
+def definition(template: dict[str, Any]) -> dict[str, Any]:
+    """The state machine definition, with function ARNs replaced by their handler names."""
+    resolver = Resolver()
+    for logical_id, resource in template["Resources"].items():
+        if resource["Type"] == "AWS::Lambda::Function":
+            command = resource["Properties"].get("ImageConfig", {}).get("Command", ["-.-"])[0]
+            resolver.define(logical_id, command, Arn=command.split(".")[1])
+    (machine,) = _of_type(template, "AWS::StepFunctions::StateMachine")
+    return json.loads(resolver.resolve(machine["DefinitionString"]))
+
+
+def test_the_lake_bucket_is_versioned_private_encrypted_and_tls_only(
+    template: dict[str, Any],
+) -> None:
+    (bucket,) = _of_type(template, "AWS::S3::Bucket")
+    assert bucket["VersioningConfiguration"] == {"Status": "Enabled"}
+    assert bucket["PublicAccessBlockConfiguration"] == {
+        "BlockPublicAcls": True,
+        "BlockPublicPolicy": True,
+        "IgnorePublicAcls": True,
+        "RestrictPublicBuckets": True,
+    }
+    assert bucket["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+    rules = {rule["Id"]: rule for rule in bucket["LifecycleConfiguration"]["Rules"]}
+    assert rules["expire-capture"]["Prefix"] == "capture/"
+    assert rules["expire-reports"]["Prefix"] == "reports/"
+    (policy,) = _of_type(template, "AWS::S3::BucketPolicy")
+    denies = [s for s in policy["PolicyDocument"]["Statement"] if s["Effect"] == "Deny"]
+    assert any(s["Condition"] == {"Bool": {"aws:SecureTransport": "false"}} for s in denies)
+    (notifications,) = _of_type(template, "Custom::S3BucketNotifications")
+    assert notifications["NotificationConfiguration"] == {"EventBridgeConfiguration": {}}
+
+
+def test_the_registry_is_on_demand_with_point_in_time_recovery(template: dict[str, Any]) -> None:
+    (table,) = _of_type(template, "AWS::DynamoDB::GlobalTable")
+    assert table["BillingMode"] == "PAY_PER_REQUEST"
+    assert [k["AttributeName"] for k in table["KeySchema"]] == ["pk", "sk"]
+    (replica,) = table["Replicas"]
+    assert replica["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
+
+
+def test_one_image_function_per_stage_from_one_image(template: dict[str, Any]) -> None:
+    functions = [
+        f for f in _of_type(template, "AWS::Lambda::Function") if f.get("PackageType") == "Image"
+    ]
+    commands = {f["ImageConfig"]["Command"][0] for f in functions}
+    expected = {f"functions.{s}.handler.lambda_handler" for s in STAGES}
+    assert commands == expected | {
+        "functions.record_failure.handler.lambda_handler",
+        "functions.start_run.handler.lambda_handler",
+    }
+    images = {json.dumps(f["Code"]["ImageUri"]) for f in functions}
+    assert len(images) == 1
+    for function in functions:
+        assert function["TracingConfig"] == {"Mode": "Active"}
+        variables = function["Environment"]["Variables"]
+        assert {"LAKE_BUCKET", "REGISTRY_TABLE", "POWERTOOLS_SERVICE_NAME"} <= set(variables)
+    heavy = [f for f in functions if "train_model" in f["ImageConfig"]["Command"][0]]
+    assert heavy[0]["MemorySize"] == 10240
+    assert heavy[0]["Timeout"] == 900
+
+
+def test_the_state_machine_chains_the_stages_in_lifecycle_order(definition: dict[str, Any]) -> None:
+    states = definition["States"]
+    order, name = [], definition["StartAt"]
+    while name in states and states[name]["Type"] != "Succeed":
+        state = states[name]
+        if state["Type"] == "Map":
+            processor = state["ItemProcessor"]
+            order.append(processor["States"][processor["StartAt"]]["Resource"])
+            assert state["ItemsPath"] == "$.features.candidates"
+        else:
+            order.append(state["Resource"])
+        name = state["Next"]
+    assert order == STAGES
+
+
+def test_every_stage_retries_transient_errors_and_catches_into_the_failure_path(
+    definition: dict[str, Any],
+) -> None:
+    states = definition["States"]
+    record_failure = next(n for n, s in states.items() if s.get("Resource") == "record_failure")
+    assert states[states[record_failure]["Next"]]["Type"] == "Fail"
+    for state in states.values():
+        if state.get("Resource") in STAGES or state["Type"] == "Map":
+            if state["Type"] == "Task":
+                retried = {e for retry in state["Retry"] for e in retry["ErrorEquals"]}
+                assert "Lambda.TooManyRequestsException" in retried
+                assert "States.Timeout" in retried
+                # Domain errors (bad data, bad spec) must never be retried.
+                assert "States.ALL" not in retried
+            (catch,) = state["Catch"]
+            assert catch["ErrorEquals"] == ["States.ALL"]
+            marker = states[catch["Next"]]
+            assert marker["Type"] == "Pass"
+            assert marker["ResultPath"] == "$.failed_stage"
+            assert marker["Next"] == record_failure
+
+
+def test_uploads_to_landing_start_the_pipeline(template: dict[str, Any]) -> None:
+    (rule,) = _of_type(template, "AWS::Events::Rule")
+    pattern = rule["EventPattern"]
+    assert pattern["source"] == ["aws.s3"]
+    assert pattern["detail-type"] == ["Object Created"]
+    assert pattern["detail"]["object"]["key"] == [{"prefix": "landing/"}]
+    (target,) = rule["Targets"]
+    assert target["RetryPolicy"]["MaximumRetryAttempts"] == 4
+
+
+def test_the_state_machine_is_traced_and_logged(template: dict[str, Any]) -> None:
+    (machine,) = _of_type(template, "AWS::StepFunctions::StateMachine")
+    assert machine["TracingConfiguration"] == {"Enabled": True}
+    assert machine["LoggingConfiguration"]["Level"] == "ERROR"

@@ -1,0 +1,31 @@
+"""Every sample event under events/ parses with the model its handler parses, so none goes stale."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from aws_lambda_powertools.utilities.parser import parse
+from aws_lambda_powertools.utilities.parser.models import S3EventNotificationEventBridgeModel
+from pydantic import BaseModel
+
+from mlcycle.context import RunContext, TrainEvent
+from tests.conftest import ROOT
+
+MODELS: dict[str, type[BaseModel]] = {
+    "start_run": S3EventNotificationEventBridgeModel,
+    "train_model": TrainEvent,
+}
+EVENTS = sorted((ROOT / "events").glob("*/*.json"))
+
+
+@pytest.mark.parametrize("path", EVENTS, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_sample_event_parses_for_its_handler(path: Path) -> None:
+    function = path.parent.name
+    assert (ROOT / "functions" / function / "handler.py").is_file()
+    parse(event=json.loads(path.read_text()), model=MODELS.get(function, RunContext))
+
+
+def test_there_are_sample_events() -> None:
+    assert {p.parent.name for p in EVENTS} >= {"start_run", "define_problem", "train_model"}
