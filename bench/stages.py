@@ -20,6 +20,7 @@ from typing import Any
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+
 from mlcycle.domain import evaluate, explore, features, process, tables, train
 from mlcycle.domain.metrics import evaluation_contract
 from mlcycle.samples import customer_churn

@@ -49,6 +49,11 @@ class MlcycleConfig:
     capture_expire_days: int = 90
     noncurrent_versions_expire_days: int = 30
     max_training_concurrency: int = 4
+    endpoint_memory_mb: int = 1024  # a full vCPU share for onnxruntime; cold starts halve
+    endpoint_throttle_rate: int = 100  # requests per second, steady
+    endpoint_throttle_burst: int = 200
+    endpoint_max_instances: int = 1000  # per request
+    endpoint_api_keys: bool = False  # IAM authorization always; API keys as an option
     sizing: dict[str, FunctionSizing] = field(default_factory=_default_sizing)
 
 

@@ -8,6 +8,7 @@ from aws_cdk import Stack
 from constructs import Construct
 
 from infra.config import MlcycleConfig
+from infra.endpoint import Endpoint
 from infra.lake import Lake
 from infra.pipeline import Pipeline
 from infra.registry import Registry
@@ -44,4 +45,17 @@ class MlcycleStack(Stack):
             max_training_concurrency=config.max_training_concurrency,
             removal_policy=config.removal_policy,
             code_version=code_version,
+        )
+        self.endpoint = Endpoint(
+            self,
+            "Endpoint",
+            bucket=self.lake.bucket,
+            table=self.registry.table,
+            memory_mb=config.endpoint_memory_mb,
+            throttle_rate=config.endpoint_throttle_rate,
+            throttle_burst=config.endpoint_throttle_burst,
+            max_instances=config.endpoint_max_instances,
+            api_keys=config.endpoint_api_keys,
+            log_retention=config.log_retention,
+            removal_policy=config.removal_policy,
         )

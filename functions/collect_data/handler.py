@@ -1,6 +1,7 @@
 """Stage 2, data collection: check the upload is a table, copy it to raw with its lineage."""
 
 from aws_lambda_powertools.metrics import MetricUnit
+
 from mlcycle import stages
 from mlcycle.context import CollectResult, RunContext
 from mlcycle.runtime import lake, metrics, stage_handler

@@ -1,6 +1,7 @@
 """Stage 7b, offline evaluation: holdout metrics, the winner, and the gate's verdict."""
 
 from aws_lambda_powertools.metrics import MetricUnit
+
 from mlcycle import stages
 from mlcycle.context import EvaluateResult, RunContext
 from mlcycle.runtime import lake, metrics, registry, stage_handler

@@ -1,6 +1,7 @@
 """Stage 3, processing and storage: typed, deduplicated, curated Parquet; rejects quarantined."""
 
 from aws_lambda_powertools.metrics import MetricUnit
+
 from mlcycle import stages
 from mlcycle.context import ProcessResult, RunContext
 from mlcycle.runtime import lake, metrics, stage_handler

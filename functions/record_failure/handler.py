@@ -3,6 +3,7 @@
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
+
 from mlcycle import stages
 from mlcycle.context import RunContext
 from mlcycle.runtime import lake, logger, metrics, registry, stage_handler

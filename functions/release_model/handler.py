@@ -1,6 +1,7 @@
 """Stage 9, release: a model that passed its gate goes to production; others never serve."""
 
 from aws_lambda_powertools.metrics import MetricUnit
+
 from mlcycle import stages
 from mlcycle.context import ReleaseResult, RunContext
 from mlcycle.runtime import metrics, registry, stage_handler

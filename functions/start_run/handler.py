@@ -3,6 +3,7 @@
 from typing import Any
 
 from aws_lambda_powertools.utilities.parser.models import S3EventNotificationEventBridgeModel
+
 from mlcycle import stages
 from mlcycle.runtime import client, logger, settings, stage_handler
 

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from mlcycle.cli import main
-from mlcycle.local.runner import RunOutcome, run_local
 from palmerpenguins import load_penguins
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.metrics import roc_auc_score
 
+from mlcycle.cli import main
+from mlcycle.local.runner import RunOutcome, run_local
 from tests.conftest import EXAMPLES
 
 pytestmark = pytest.mark.slow

@@ -4,9 +4,10 @@ from collections.abc import Iterator
 
 import boto3
 import pytest
+from moto import mock_aws
+
 from mlcycle.adapters.lake import Lake
 from mlcycle.adapters.registry import Registry
-from moto import mock_aws
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@ import io
 
 import pandas as pd
 import pyarrow.parquet as pq
+
 from mlcycle.adapters.lake import Lake
 
 

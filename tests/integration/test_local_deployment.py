@@ -9,11 +9,12 @@ from typing import Any
 
 import boto3
 import pytest
+from moto.awslambda.models import LambdaFunction
+
 from mlcycle.local import lambda_seam
 from mlcycle.local.assembly import load_template, project_root
 from mlcycle.local.deployment import LocalDeployment, deploy
 from mlcycle.local.runner import deliver_events
-from moto.awslambda.models import LambdaFunction
 
 PIPELINE_STAGES = {
     "define_problem",
@@ -28,6 +29,7 @@ PIPELINE_STAGES = {
     "release_model",
     "record_failure",
     "start_run",
+    "predict",
 }
 
 
@@ -43,7 +45,7 @@ def test_moto_still_runs_lambdas_through_the_replaced_method() -> None:
 def deployment(aws: None, assembly: Path) -> LocalDeployment:
     lambda_seam.install()
     name, template = load_template(assembly)
-    return deploy(name, template, root=project_root())
+    return deploy(name, template, root=project_root(), assembly=assembly)
 
 
 def test_every_stage_is_deployed_with_its_handler_and_settings(

@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pytest
+
 from mlcycle.domain.evaluate import (
     baseline_metrics,
     gate,
@@ -18,7 +19,6 @@ from mlcycle.domain.features import engineer, model_input
 from mlcycle.domain.train import train_candidate
 from mlcycle.errors import GateError
 from mlcycle.spec import Algorithm, Task
-
 from tests.unit.test_train import learnable
 
 

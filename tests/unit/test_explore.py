@@ -8,6 +8,7 @@ import re
 import numpy as np
 import pandas as pd
 import pytest
+
 from mlcycle.domain.explore import profile, render_html
 from mlcycle.errors import BadInputError
 from mlcycle.schema import ResolvedSchema

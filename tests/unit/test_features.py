@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+
 from mlcycle.domain.features import (
     bin_fractions,
     build_transformer,

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import pytest
+
 from mlcycle.domain.metrics import evaluation_contract
 from mlcycle.errors import SpecError
 from mlcycle.schema import ResolvedSchema

@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
+
 from mlcycle.domain.process import REJECT_REASON, clean, infer_column_types, resolve_schema
 from mlcycle.errors import BadInputError
 from mlcycle.samples import customer_churn

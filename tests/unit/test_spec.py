@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import pytest
+
 from mlcycle.errors import SpecError
 from mlcycle.spec import Algorithm, Task, dataset_name, parse_spec
 

@@ -8,6 +8,7 @@ import io
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+
 from mlcycle.domain.tables import read_table, read_upload
 from mlcycle.errors import BadInputError
 

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import pytest
+
 from mlcycle.local.template import Resolver, UnresolvedReferenceError
 
 

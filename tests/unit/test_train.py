@@ -7,12 +7,13 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.base import is_classifier, is_regressor
+
 from mlcycle.domain.evaluate import baseline_metrics, score_model
 from mlcycle.domain.features import engineer
 from mlcycle.domain.train import make_estimator, train_candidate
 from mlcycle.schema import ResolvedSchema
 from mlcycle.spec import METRICS, Algorithm, ColumnType, Task
-from sklearn.base import is_classifier, is_regressor
 
 FEATURES = {
     "x1": ColumnType.NUMERIC,

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import json
 import re
+import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -80,8 +82,13 @@ def _resources(template: dict[str, Any], kind: str) -> Iterator[tuple[str, dict[
             yield logical_id, resource.get("Properties", {})
 
 
-def deploy(stack_name: str, template: dict[str, Any], *, root: Path) -> LocalDeployment:
-    """Create the template's buckets, tables, roles, functions, state machine and rules in moto."""
+def deploy(
+    stack_name: str, template: dict[str, Any], *, root: Path, assembly: Path
+) -> LocalDeployment:
+    """Create the template's buckets, tables, roles, functions, state machine and rules in moto.
+
+    Handlers run from `root` (the project); zip functions get their bundled asset from
+    `assembly` as their code, so moto holds what Lambda would."""
     session = boto3.Session(region_name=REGION)
     s3, iam, lam = session.client("s3"), session.client("iam"), session.client("lambda")
     resolver = Resolver()
@@ -147,6 +154,12 @@ def deploy(stack_name: str, template: dict[str, Any], *, root: Path) -> LocalDep
         name = resolver.refs[logical_id]
         environment = resolver.resolve(props.get("Environment", {}).get("Variables", {}))
         code = resolver.resolve(props["Code"])
+        if "ImageUri" not in code:
+            code = {
+                "ZipFile": _zip(
+                    assembly / template["Resources"][logical_id]["Metadata"]["aws:asset:path"]
+                )
+            }
         spec: dict[str, Any] = {
             "FunctionName": name,
             "Role": resolver.resolve(props["Role"]),
@@ -205,3 +218,12 @@ def _handler_of(props: dict[str, Any]) -> str | None:
         return str(command[0])
     handler = props.get("Handler")
     return str(handler) if isinstance(handler, str) else None
+
+
+def _zip(folder: Path) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for path in sorted(folder.rglob("*")):
+            if path.is_file():
+                archive.write(path, path.relative_to(folder).as_posix())
+    return buffer.getvalue()

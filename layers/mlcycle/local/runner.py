@@ -83,7 +83,8 @@ def run_local(
 ) -> RunOutcome:
     """Deploy the synthesized stack into moto, upload `data` and follow its execution."""
     root = project_root()
-    stack_name, template = load_template(assembly or ensure_assembly(root))
+    assembly = assembly or ensure_assembly(root)
+    stack_name, template = load_template(assembly)
     spec_text, dataset = _spec_for(data, target=target, task=task, spec_file=spec_file)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "logs").mkdir(exist_ok=True)
@@ -92,7 +93,7 @@ def run_local(
         mock_aws(config={"stepfunctions": {"execute_state_machine": True}}),
     ):
         lambda_seam.install()
-        deployment = deploy(stack_name, template, root=root)
+        deployment = deploy(stack_name, template, root=root, assembly=assembly)
         restore_lake(deployment, boto3.Session(region_name=REGION), out_dir)
         with (
             mock.patch.dict(os.environ, deployment.environment()),

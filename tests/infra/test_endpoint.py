@@ -1,0 +1,95 @@
+"""The prediction endpoint as synthesized: API, function, dependency layer and its size."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+LAMBDA_UNZIPPED_LIMIT = 250 * 1024 * 1024
+
+
+def _resources(template: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
+    return {k: r for k, r in template["Resources"].items() if r["Type"] == kind}
+
+
+@pytest.fixture(scope="module")
+def predict(template: dict[str, Any]) -> dict[str, Any]:
+    (function,) = [
+        r
+        for r in _resources(template, "AWS::Lambda::Function").values()
+        if r["Properties"].get("Handler") == "functions.predict.handler.lambda_handler"
+    ]
+    return function
+
+
+def _folder_size(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+
+
+def test_predict_is_a_small_zip_function_with_the_onnx_layer(
+    predict: dict[str, Any], template: dict[str, Any], assembly: Path
+) -> None:
+    properties = predict["Properties"]
+    assert properties["Runtime"] == "python3.12"
+    assert properties["Architectures"] == ["x86_64"]
+    assert properties["TracingConfig"] == {"Mode": "Active"}
+    variables = properties["Environment"]["Variables"]
+    assert {"LAKE_BUCKET", "REGISTRY_TABLE", "MAX_INSTANCES"} <= set(variables)
+    (layer_ref,) = properties["Layers"]
+    layer = template["Resources"][layer_ref["Ref"]]
+    layer_dir = assembly / layer["Metadata"]["aws:asset:path"] / "python"
+    function_dir = assembly / predict["Metadata"]["aws:asset:path"]
+    installed = {p.name for p in layer_dir.iterdir()}
+    assert {"onnxruntime", "numpy", "aws_lambda_powertools"} <= installed
+    # The endpoint must never carry the pipeline's heavy dependencies.
+    assert not {"pandas", "sklearn", "pyarrow", "scipy"} & installed
+    assert (function_dir / "functions" / "predict" / "handler.py").is_file()
+    assert not (function_dir / "mlcycle" / "stages.py").exists()
+    assert (function_dir / "mlcycle" / "serving" / "manifest.py").is_file()
+
+
+def test_function_and_layers_fit_lambdas_unzipped_limit(
+    predict: dict[str, Any], template: dict[str, Any], assembly: Path
+) -> None:
+    folders = [assembly / predict["Metadata"]["aws:asset:path"]]
+    for layer_ref in predict["Properties"]["Layers"]:
+        folders.append(
+            assembly / template["Resources"][layer_ref["Ref"]]["Metadata"]["aws:asset:path"]
+        )
+    total = sum(_folder_size(folder) for folder in folders)
+    print(f"predict function + layers, unzipped: {total / 2**20:.1f} MiB")
+    assert total < LAMBDA_UNZIPPED_LIMIT
+
+
+def test_every_method_is_iam_authorized_and_post_is_validated(template: dict[str, Any]) -> None:
+    methods = _resources(template, "AWS::ApiGateway::Method").values()
+    served = [m["Properties"] for m in methods if m["Properties"]["HttpMethod"] != "OPTIONS"]
+    assert len(served) == 3
+    for method in served:
+        assert method["AuthorizationType"] == "AWS_IAM"
+    (post,) = [m for m in served if m["HttpMethod"] == "POST"]
+    assert "RequestValidatorId" in post
+    assert set(post["RequestModels"]) == {"application/json"}
+    (validator,) = _resources(template, "AWS::ApiGateway::RequestValidator").values()
+    assert validator["Properties"]["ValidateRequestBody"] is True
+
+
+def test_the_stage_is_throttled_traced_and_access_logged(template: dict[str, Any]) -> None:
+    (stage,) = _resources(template, "AWS::ApiGateway::Stage").values()
+    properties = stage["Properties"]
+    assert properties["TracingEnabled"] is True
+    assert "DestinationArn" in properties["AccessLogSetting"]
+    (settings,) = properties["MethodSettings"]
+    assert settings["ThrottlingRateLimit"] == 100
+    assert settings["ThrottlingBurstLimit"] == 200
+
+
+def test_gateway_rejections_name_the_problem(template: dict[str, Any]) -> None:
+    responses = {
+        r["Properties"]["ResponseType"]: r["Properties"]
+        for r in _resources(template, "AWS::ApiGateway::GatewayResponse").values()
+    }
+    body = responses["BAD_REQUEST_BODY"]["ResponseTemplates"]["application/json"]
+    assert "$context.error.validationErrorString" in body
