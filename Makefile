@@ -5,12 +5,12 @@ BIN := $(VENV)/bin
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export CDK_DISABLE_CLI_TELEMETRY := true
 
-.PHONY: install demo test test-fast lint synth bench clean
+.PHONY: install demo test test-fast lint synth cdk-synth lock bench clean
 
-$(BIN)/.installed: pyproject.toml
+$(BIN)/.installed: pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet --constraint requirements.lock -e '.[dev]'
 	touch $@
 
 install: $(BIN)/.installed
@@ -29,9 +29,23 @@ lint: install
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/lint-imports
+	$(BIN)/cfn-lint
 
 synth: install
 	$(BIN)/python -c "from mlcycle.local.assembly import ensure_assembly; print(ensure_assembly())"
+
+# The same synth through the aws-cdk CLI pinned in package.json (what `cdk deploy` runs).
+cdk-synth: install node_modules/.installed
+	PATH="$(CURDIR)/$(BIN):$$PATH" npx cdk synth --quiet
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund
+	touch $@
+
+# Re-pin the runtime dependencies (local development and the pipeline image share them).
+lock: install
+	$(BIN)/pip install --dry-run --quiet --ignore-installed --report .cache/lock.json .
+	$(BIN)/python -m infra.lock .cache/lock.json requirements.lock
 
 bench: install
 	$(BIN)/python bench/stages.py

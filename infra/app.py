@@ -5,6 +5,7 @@ from __future__ import annotations
 from importlib.metadata import version
 
 import aws_cdk as cdk
+from cdk_nag import AwsSolutionsChecks
 
 from infra.config import ENVIRONMENTS
 from infra.stack import MlcycleStack
@@ -22,6 +23,9 @@ def build_app(app: cdk.App | None = None) -> cdk.App:
         code_version=version("mlcycle"),
         description=f"mlcycle: the machine-learning lifecycle, serverless ({env_name})",
     )
+    # Any AwsSolutions finding not acknowledged (with a reason, on the narrowest construct)
+    # fails the synth: a new finding cannot slip in unnoticed.
+    cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app))
     return app
 
 

@@ -21,10 +21,10 @@ from aws_cdk import aws_lambda as lambda_
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 CACHE = PROJECT_ROOT / ".cache" / "lambda-layers"
 
-LAMBDA_RUNTIME = lambda_.Runtime.PYTHON_3_12
+LAMBDA_RUNTIME = lambda_.Runtime.PYTHON_3_14
 LAMBDA_ARCHITECTURE = lambda_.Architecture.X86_64
-PYTHON_VERSION = "3.12"
-# Lambda's python3.12 runs on Amazon Linux 2023 (glibc 2.34): these wheels all load there.
+PYTHON_VERSION = "3.14"
+# Lambda's python3.14 runs on Amazon Linux 2023 (glibc 2.34): these wheels all load there.
 PLATFORMS = ["manylinux_2_28_x86_64", "manylinux_2_27_x86_64", "manylinux2014_x86_64"]
 
 # Parts of the wheels that nothing imports at run time; dropping them keeps the layer small.

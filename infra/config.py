@@ -49,6 +49,10 @@ class MlcycleConfig:
     capture_expire_days: int = 90
     noncurrent_versions_expire_days: int = 30
     max_training_concurrency: int = 4
+    access_logs_expire_days: int = 365
+    # Caps each pipeline function's concurrency; None leaves the account pool shared (a new
+    # account's pool is 10, and reserving from it fails the deployment).
+    reserved_concurrency: int | None = None
     endpoint_memory_mb: int = 1024  # a full vCPU share for onnxruntime; cold starts halve
     endpoint_throttle_rate: int = 100  # requests per second, steady
     endpoint_throttle_burst: int = 200
@@ -65,5 +69,7 @@ ENVIRONMENTS: dict[str, MlcycleConfig] = {
         log_retention=RetentionDays.ONE_YEAR,
         reports_expire_days=730,
         capture_expire_days=365,
+        access_logs_expire_days=730,
+        reserved_concurrency=10,
     ),
 }

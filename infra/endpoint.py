@@ -6,11 +6,13 @@ from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
+from infra.access import Access, acknowledge, function_role
 from infra.bundling import (
     LAMBDA_ARCHITECTURE,
     LAMBDA_RUNTIME,
@@ -53,7 +55,8 @@ class Endpoint(Construct):
         construct_id: str,
         *,
         bucket: s3.IBucket,
-        table: dynamodb.ITableV2,
+        table: dynamodb.ITable,
+        key: kms.IKey,
         memory_mb: int,
         throttle_rate: int,
         throttle_burst: int,
@@ -71,6 +74,22 @@ class Endpoint(Construct):
             compatible_architectures=[LAMBDA_ARCHITECTURE],
             description="onnxruntime, numpy and Powertools for the prediction endpoint",
         )
+        log_group = logs.LogGroup(
+            self,
+            "PredictLogs",
+            retention=log_retention,
+            removal_policy=removal_policy,
+            encryption_key=key,
+        )
+        role = function_role(
+            self,
+            "PredictRole",
+            access=Access(reads=(Zone.MODELS,), writes=(Zone.CAPTURE,), table="read"),
+            bucket=bucket,
+            table=table,
+            key=key,
+            log_group=log_group,
+        )
         self.function = lambda_.Function(
             self,
             "Predict",
@@ -79,6 +98,7 @@ class Endpoint(Construct):
             architecture=LAMBDA_ARCHITECTURE,
             handler="functions.predict.handler.lambda_handler",
             code=source_code(SERVING_SOURCES),
+            role=role,
             layers=[self.layer],
             memory_size=memory_mb,
             timeout=Duration.seconds(29),  # API Gateway's own limit
@@ -91,16 +111,15 @@ class Endpoint(Construct):
                 "POWERTOOLS_METRICS_NAMESPACE": "mlcycle",
                 "POWERTOOLS_LOG_LEVEL": "INFO",
             },
-            log_group=logs.LogGroup(
-                self, "PredictLogs", retention=log_retention, removal_policy=removal_policy
-            ),
+            log_group=log_group,
         )
-        bucket.grant_read(self.function, f"{Zone.MODELS.prefix}*")
-        bucket.grant_put(self.function, f"{Zone.CAPTURE.prefix}*")
-        table.grant_read_data(self.function)
 
         access_logs = logs.LogGroup(
-            self, "AccessLogs", retention=log_retention, removal_policy=removal_policy
+            self,
+            "AccessLogs",
+            retention=log_retention,
+            removal_policy=removal_policy,
+            encryption_key=key,
         )
         self.api = apigw.RestApi(
             self,
@@ -165,6 +184,7 @@ class Endpoint(Construct):
             request_models={"application/json": predict_model},
         )
         self.api.root.add_resource("health").add_method("GET", integration)
+        self._acknowledge()
 
         if api_keys:
             plan = self.api.add_usage_plan(
@@ -175,6 +195,36 @@ class Endpoint(Construct):
             )
             plan.add_api_stage(stage=self.api.deployment_stage)
             plan.add_api_key(self.api.add_api_key("ApiKey"))
+
+    def _acknowledge(self) -> None:
+        for method in self.api.methods:
+            acknowledge(
+                method,
+                "AwsSolutions-APIG4",
+                "Every method requires IAM (SigV4) authorization, optionally plus an "
+                "API key; callers are AWS principals, not end users.",
+            )
+            acknowledge(
+                method,
+                "AwsSolutions-COG4",
+                "IAM authorization instead of a Cognito user pool: the callers are "
+                "services with AWS credentials.",
+            )
+        acknowledge(
+            self.api.deployment_stage,
+            "AwsSolutions-APIG3",
+            "No WAF web ACL by default: a regional web ACL costs $5 a month while idle, "
+            "and every request is already IAM-authorized, validated and throttled; attach one "
+            "per environment when the API is exposed beyond the account.",
+        )
+        cloud_watch_role = self.api.node.find_child("CloudWatchRole")
+        acknowledge(
+            cloud_watch_role,
+            "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
+            "AmazonAPIGatewayPushToCloudWatchLogs]",
+            "API Gateway's account-level logging role; AWS's managed policy is the "
+            "documented one and covers exactly log delivery.",
+        )
 
     def grant_invoke(self, grantee: iam.IGrantable) -> iam.Grant:
         return iam.Grant.add_to_principal(

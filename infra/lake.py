@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
+from infra.access import acknowledge
 from mlcycle.lake_layout import Zone
 
 
@@ -18,17 +20,44 @@ class Lake(Construct):
         construct_id: str,
         *,
         removal_policy: RemovalPolicy,
+        key: kms.IKey,
+        access_logs_expire_days: int,
         reports_expire_days: int,
         capture_expire_days: int,
         noncurrent_versions_expire_days: int,
     ) -> None:
         super().__init__(scope, construct_id)
         destroy = removal_policy is RemovalPolicy.DESTROY
+        # S3 delivers server access logs only to a bucket encrypted with S3-managed keys.
+        self.access_logs = s3.Bucket(
+            self,
+            "AccessLogs",
+            encryption=s3.BucketEncryption.S3_MANAGED,
+            enforce_ssl=True,
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+            removal_policy=removal_policy,
+            auto_delete_objects=destroy,
+            lifecycle_rules=[
+                s3.LifecycleRule(
+                    id="expire-access-logs", expiration=Duration.days(access_logs_expire_days)
+                )
+            ],
+        )
+        acknowledge(
+            self.access_logs,
+            "AwsSolutions-S1",
+            "This is the access-log bucket; logging its own access would recurse.",
+        )
         self.bucket = s3.Bucket(
             self,
             "Bucket",
             versioned=True,  # raw data is immutable; lineage records the version id
-            encryption=s3.BucketEncryption.S3_MANAGED,
+            encryption=s3.BucketEncryption.KMS,
+            encryption_key=key,
+            bucket_key_enabled=True,  # one KMS call per object batch, not per request
+            server_access_logs_bucket=self.access_logs,
+            server_access_logs_prefix="lake/",
             enforce_ssl=True,
             block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
             object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,

@@ -5,18 +5,24 @@ from __future__ import annotations
 import itertools
 from pathlib import Path
 
-from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import ArnFormat, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_lambda_destinations as destinations
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_sqs as sqs
 from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
+from infra.access import Access, acknowledge, acknowledge_tracing, function_role
 from infra.config import FunctionSizing
+from mlcycle.lake_layout import Zone
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
@@ -25,6 +31,7 @@ IMAGE_CONTEXT_EXCLUDES = [
     "*",
     "!infra/pipeline.Dockerfile",
     "!pyproject.toml",
+    "!requirements.lock",
     "!README.md",
     "!layers",
     "!functions",
@@ -57,6 +64,28 @@ TRANSIENT_ERRORS = [
 ]
 TIMEOUT_ERRORS = ["States.Timeout", "Sandbox.Timedout"]
 
+# What each function reads and writes; its role grants exactly this and nothing else.
+ACCESS: dict[str, Access] = {
+    "start_run": Access(),
+    "define_problem": Access(
+        reads=(Zone.SPECS,), writes=(Zone.RUNS,), lists=(Zone.SPECS,), table="write"
+    ),
+    "collect_data": Access(reads=(Zone.LANDING,), writes=(Zone.RAW, Zone.RUNS)),
+    "process_data": Access(
+        reads=(Zone.RAW, Zone.RUNS), writes=(Zone.CURATED, Zone.RUNS, Zone.QUARANTINE)
+    ),
+    "define_metrics": Access(reads=(Zone.RUNS,), writes=(Zone.RUNS,)),
+    "explore_data": Access(reads=(Zone.CURATED, Zone.RUNS), writes=(Zone.REPORTS,)),
+    "engineer_features": Access(reads=(Zone.CURATED, Zone.RUNS), writes=(Zone.FEATURES,)),
+    "train_model": Access(reads=(Zone.FEATURES, Zone.RUNS), writes=(Zone.MODELS,)),
+    "evaluate_models": Access(
+        reads=(Zone.FEATURES, Zone.MODELS, Zone.RUNS), writes=(Zone.MODELS, Zone.RUNS), table="read"
+    ),
+    "register_model": Access(reads=(Zone.RUNS, Zone.MODELS), writes=(Zone.MODELS,), table="write"),
+    "release_model": Access(table="write"),
+    "record_failure": Access(reads=(Zone.LANDING,), writes=(Zone.QUARANTINE,), table="write"),
+}
+
 
 class Pipeline(Construct):
     """Functions, state machine, and the rule that starts a run for each upload to landing/."""
@@ -67,17 +96,21 @@ class Pipeline(Construct):
         construct_id: str,
         *,
         bucket: s3.IBucket,
-        table: dynamodb.ITableV2,
+        table: dynamodb.ITable,
+        key: kms.IKey,
         sizing: dict[str, FunctionSizing],
         landing_prefix: str,
         log_retention: logs.RetentionDays,
         max_training_concurrency: int,
         removal_policy: RemovalPolicy,
         code_version: str,
+        reserved_concurrency: int | None,
     ) -> None:
         super().__init__(scope, construct_id)
         self._bucket = bucket
         self._table = table
+        self._key = key
+        self._reserved_concurrency = reserved_concurrency
         self._sizing = sizing
         self._log_retention = log_retention
         self._removal_policy = removal_policy
@@ -94,7 +127,39 @@ class Pipeline(Construct):
         self.state_machine = self._state_machine(max_training_concurrency)
         self.start_run = self._function("start_run")
         self.start_run.add_environment("STATE_MACHINE_ARN", self.state_machine.state_machine_arn)
-        self.state_machine.grant_start_execution(self.start_run)
+        self.start_run.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=["states:StartExecution"], resources=[self.state_machine.state_machine_arn]
+            )
+        )
+        self.start_run.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=["states:DescribeExecution"],
+                resources=[_executions_of(self.state_machine)],
+            )
+        )
+        acknowledge(
+            self.start_run.role,
+            f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:states:<AWS::Region>:"
+            f"<AWS::AccountId>:execution:<{_logical_id(self.state_machine)}.Name>:*]",
+            "Executions of this one state machine, named at run time from the upload.",
+        )
+        # Events that cannot be delivered, or whose run cannot be started, are kept here.
+        self.dead_letters = sqs.Queue(
+            self,
+            "StartRunDeadLetters",
+            encryption=sqs.QueueEncryption.SQS_MANAGED,
+            enforce_ssl=True,
+            retention_period=Duration.days(14),
+        )
+        acknowledge(
+            self.dead_letters,
+            "AwsSolutions-SQS3",
+            "This queue is itself the dead-letter queue of the upload trigger.",
+        )
+        self.start_run.configure_async_invoke(
+            on_failure=destinations.SqsDestination(self.dead_letters), retry_attempts=2
+        )
         self.upload_rule = events.Rule(
             self,
             "LandingUploadRule",
@@ -107,11 +172,12 @@ class Pipeline(Construct):
                     "object": {"key": [{"prefix": landing_prefix}]},
                 },
             ),
-            targets=[targets.LambdaFunction(self.start_run, retry_attempts=4)],
+            targets=[
+                targets.LambdaFunction(
+                    self.start_run, retry_attempts=4, dead_letter_queue=self.dead_letters
+                )
+            ],
         )
-        for function in self.functions.values():
-            bucket.grant_read_write(function)
-            table.grant_read_write_data(function)
 
     def _function(self, name: str) -> lambda_.DockerImageFunction:
         size = self._sizing[name]
@@ -120,6 +186,16 @@ class Pipeline(Construct):
             f"{_camel(name)}Logs",
             retention=self._log_retention,
             removal_policy=self._removal_policy,
+            encryption_key=self._key,
+        )
+        role = function_role(
+            self,
+            f"{_camel(name)}Role",
+            access=ACCESS[name],
+            bucket=self._bucket,
+            table=self._table,
+            key=self._key,
+            log_group=log_group,
         )
         function = lambda_.DockerImageFunction(
             self,
@@ -131,11 +207,13 @@ class Pipeline(Construct):
                 cmd=[f"functions.{name}.handler.lambda_handler"],
                 exclude=IMAGE_CONTEXT_EXCLUDES,
             ),
+            role=role,
             memory_size=size.memory_mb,
             timeout=size.timeout,
             environment=dict(self._environment),
             tracing=lambda_.Tracing.ACTIVE,
             log_group=log_group,
+            reserved_concurrent_executions=self._reserved_concurrency,
         )
         self.functions[name] = function
         return function
@@ -207,7 +285,7 @@ class Pipeline(Construct):
             current.next(following)
         chain[-1].next(sfn.Succeed(self, "Run succeeded"))
 
-        return sfn.StateMachine(
+        machine = sfn.StateMachine(
             self,
             "StateMachine",
             definition_body=sfn.DefinitionBody.from_chainable(definition),
@@ -220,10 +298,22 @@ class Pipeline(Construct):
                     "StateMachineLogs",
                     retention=self._log_retention,
                     removal_policy=self._removal_policy,
+                    encryption_key=self._key,
                 ),
-                level=sfn.LogLevel.ERROR,
+                level=sfn.LogLevel.ALL,
+                include_execution_data=False,  # run contexts name data; the lake keeps them
             ),
         )
+        for function in self.functions.values():
+            acknowledge(
+                machine.role,
+                f"AwsSolutions-IAM5[Resource::<{_logical_id(function)}.Arn>:*]",
+                "Invoking the versions of this stage's own function (CDK's Lambda task "
+                "grant); no other function is reachable.",
+            )
+        # Log delivery (CreateLogDelivery and friends) and X-Ray take no resource ARNs.
+        acknowledge_tracing(machine.role)
+        return machine
 
 
 def _add_retries(task: tasks.LambdaInvoke) -> None:
@@ -239,3 +329,16 @@ def _add_retries(task: tasks.LambdaInvoke) -> None:
 
 def _camel(name: str) -> str:
     return "".join(part.capitalize() for part in name.split("_"))
+
+
+def _logical_id(construct: Construct) -> str:
+    return Stack.of(construct).get_logical_id(construct.node.default_child)  # type: ignore[arg-type]
+
+
+def _executions_of(machine: sfn.StateMachine) -> str:
+    return Stack.of(machine).format_arn(
+        service="states",
+        resource="execution",
+        resource_name=f"{machine.state_machine_name}:*",
+        arn_format=ArnFormat.COLON_RESOURCE_NAME,
+    )

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_cdk import Stack
+from aws_cdk import ArnFormat, Stack
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
 from constructs import Construct
 
+from infra.access import acknowledge
 from infra.config import MlcycleConfig
 from infra.endpoint import Endpoint
 from infra.lake import Lake
@@ -25,32 +28,80 @@ class MlcycleStack(Stack):
         **kwargs: Any,
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
+        # One customer-managed key for the lake, the registry and the logs ($1 a month).
+        self.key = kms.Key(
+            self,
+            "Key",
+            description=f"mlcycle {config.env_name}: lake, registry and logs",
+            enable_key_rotation=True,
+            removal_policy=config.removal_policy,
+        )
+        self.key.add_to_resource_policy(
+            iam.PolicyStatement(
+                principals=[iam.ServicePrincipal(f"logs.{self.region}.amazonaws.com")],
+                actions=[
+                    "kms:Encrypt",
+                    "kms:Decrypt",
+                    "kms:ReEncryptFrom",
+                    "kms:ReEncryptTo",
+                    "kms:GenerateDataKey",
+                    "kms:GenerateDataKeyWithoutPlaintext",
+                    "kms:DescribeKey",
+                ],
+                resources=["*"],  # in a key policy, * is this key
+                conditions={
+                    "ArnLike": {
+                        "kms:EncryptionContext:aws:logs:arn": self.format_arn(
+                            service="logs",
+                            resource="log-group",
+                            resource_name="*",
+                            arn_format=ArnFormat.COLON_RESOURCE_NAME,
+                        )
+                    }
+                },
+            )
+        )
         self.lake = Lake(
             self,
             "Lake",
             removal_policy=config.removal_policy,
+            key=self.key,
+            access_logs_expire_days=config.access_logs_expire_days,
             reports_expire_days=config.reports_expire_days,
             capture_expire_days=config.capture_expire_days,
             noncurrent_versions_expire_days=config.noncurrent_versions_expire_days,
         )
-        self.registry = Registry(self, "Registry", removal_policy=config.removal_policy)
+        # CDK's own handler that turns on the bucket's EventBridge notifications at deploy time.
+        acknowledge(
+            self.node.find_child("BucketNotificationsHandler050a0587b7544547bf325f094a3db834"),
+            "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
+            "AWSLambdaBasicExecutionRole]",
+            "CDK's bucket-notifications custom resource; it runs once per deployment and only "
+            "needs to write its logs.",
+        )
+        self.registry = Registry(
+            self, "Registry", removal_policy=config.removal_policy, key=self.key
+        )
         self.pipeline = Pipeline(
             self,
             "Pipeline",
             bucket=self.lake.bucket,
             table=self.registry.table,
+            key=self.key,
             sizing=config.sizing,
             landing_prefix=config.landing_prefix,
             log_retention=config.log_retention,
             max_training_concurrency=config.max_training_concurrency,
             removal_policy=config.removal_policy,
             code_version=code_version,
+            reserved_concurrency=config.reserved_concurrency,
         )
         self.endpoint = Endpoint(
             self,
             "Endpoint",
             bucket=self.lake.bucket,
             table=self.registry.table,
+            key=self.key,
             memory_mb=config.endpoint_memory_mb,
             throttle_rate=config.endpoint_throttle_rate,
             throttle_burst=config.endpoint_throttle_burst,

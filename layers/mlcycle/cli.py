@@ -29,12 +29,37 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--out", type=Path, default=Path("mlcycle-out"), help="local lake (default ./mlcycle-out)"
     )
+    source = {
+        "dest": "source",
+        "type": Path,
+        "default": Path("mlcycle-out"),
+        "help": "the output of `mlcycle run` (default ./mlcycle-out)",
+    }
+    serve = commands.add_parser(
+        "serve",
+        help="serve the released models of a local run over HTTP, as the API would",
+        description="Run the prediction endpoint's handler on a local run's lake and registry.",
+    )
+    serve.add_argument("--from", **source)  # type: ignore[arg-type]
+    serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument("--host", default="127.0.0.1")
+    predict = commands.add_parser(
+        "predict",
+        help='predict {"instances": [...]} from a file (or - for stdin) with a local run\'s model',
+    )
+    predict.add_argument("--from", **source)  # type: ignore[arg-type]
+    predict.add_argument("--model", help="the model (dataset) name; default: the only one")
+    predict.add_argument("file", help='a JSON file {"instances": [...]}, or - for stdin')
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     console = Console(file=sys.stdout, highlight=False, soft_wrap=True)
+    if args.command == "serve":
+        return _serve(console, args.source, args.host, args.port)
+    if args.command == "predict":
+        return _predict(console, args.source, args.model, args.file)
     if not args.data.is_file():
         console.print(f"[red]error:[/] no such file: {args.data}")
         return 2
@@ -61,6 +86,59 @@ def main(argv: list[str] | None = None) -> int:
     )
     _summary(console, outcome)
     return 0 if outcome.status == "SUCCEEDED" else 1
+
+
+def _serve(console: Console, source: Path, host: str, port: int) -> int:
+    import threading
+
+    from mlcycle.local.serve import released_models, serving
+
+    if not (source / "registry.json").is_file():
+        console.print(f"[red]error:[/] no local run in {source}: run `mlcycle run` first")
+        return 2
+    stop = threading.Event()
+    with serving(source, host=host, port=port) as (endpoint, server):
+        address = f"http://{server.server_address[0]}:{server.server_address[1]}"
+        console.print(f"[bold]mlcycle[/] endpoint on [cyan]{address}[/] ({endpoint.mode} mode)")
+        if endpoint.template_error:
+            console.print(f"[dim]cdk.out not deployable ({endpoint.template_error})[/]")
+        for name, version in released_models(source).items():
+            console.print(f"  POST {address}/v1/models/{name}:predict   (version {version})")
+        console.print(f"  GET  {address}/v1/models/<name>   GET {address}/health")
+        console.print("[dim]Ctrl-C stops; the capture is then flushed into the local lake[/]")
+        try:
+            stop.wait()
+        except KeyboardInterrupt:
+            console.print("stopping")
+    console.print(f"capture written under {source / 'lake' / 'capture'}")
+    return 0
+
+
+def _predict(console: Console, source: Path, model: str | None, file: str) -> int:
+    import json
+
+    from mlcycle.local.serve import LocalEndpoint, released_models
+
+    if not (source / "registry.json").is_file():
+        console.print(f"[red]error:[/] no local run in {source}: run `mlcycle run` first")
+        return 2
+    if model is None:
+        models = sorted(released_models(source))
+        if len(models) != 1:
+            console.print(f"[red]error:[/] name the model with --model (released: {models})")
+            return 2
+        model = models[0]
+    if file == "-":
+        body = sys.stdin.read()
+    elif Path(file).is_file():
+        body = Path(file).read_text()
+    else:
+        console.print(f"[red]error:[/] no such file: {file}")
+        return 2
+    with LocalEndpoint(source) as endpoint:
+        status, response = endpoint.request("POST", f"/v1/models/{model}:predict", body)
+    print(json.dumps(response, indent=2))
+    return 0 if status < 400 else 1
 
 
 def _summary(console: Console, outcome: RunOutcome) -> None:

@@ -101,6 +101,8 @@ class EvaluateResult(_Model):
     metrics: dict[str, float]
     gate: Gate
     pipeline_uri: str
+    onnx_uri: str  # the winner as one ONNX graph, parity-checked on the whole holdout
+    manifest_uri: str  # its draft serving manifest (version 0 until registration)
     production_version: int | None = None
 
 

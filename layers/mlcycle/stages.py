@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import Any
 
 import pandas as pd
@@ -33,7 +33,7 @@ from mlcycle.context import (
     required,
 )
 from mlcycle.domain import evaluate as evaluation
-from mlcycle.domain import explore, features, process, tables, train
+from mlcycle.domain import explore, export, features, process, tables, train
 from mlcycle.domain.metrics import evaluation_contract
 from mlcycle.errors import SpecError
 from mlcycle.lake_layout import (
@@ -45,6 +45,7 @@ from mlcycle.lake_layout import (
     version_prefix,
 )
 from mlcycle.schema import ResolvedSchema
+from mlcycle.serving.manifest import MANIFEST_FILE, ONNX_FILE, Manifest
 from mlcycle.spec import Algorithm, ProblemSpec, dataset_name, parse_spec
 
 TARGET_COLUMN = "__target__"  # the target's column in the feature matrices
@@ -167,26 +168,30 @@ def process_data(ctx: RunContext, lake: Lake) -> ProcessResult:
     problem = required(ctx.problem, "define_problem")
     collected = required(ctx.collect, "collect_data")
     data = lake.get_bytes(collected.raw_uri, version_id=collected.raw_version_id)
-    frame = tables.read_table(data, file_name(collected.raw_uri)).to_pandas()
-    schema = process.resolve_schema(frame, _spec(ctx, lake))
-    cleaned = process.clean(frame, schema)
+    table = tables.read_table(data, file_name(collected.raw_uri), dictionary_encode=True)
+    processed = process.curate(table, _spec(ctx, lake))
+    schema = processed.schema
     curated_key = run_prefix(Zone.CURATED, problem.dataset, ctx.run_id, dt=_dt(ctx))
     rejected_uri = None
-    if len(cleaned.rejected):
+    if processed.rejected.num_rows:
         rejected_uri = lake.put_parquet(
             run_prefix(Zone.QUARANTINE, problem.dataset, ctx.run_id) + "rejected_rows.parquet",
-            cleaned.rejected,
+            processed.rejected,
         )
     return ProcessResult(
-        curated_uri=lake.put_parquet(curated_key + "part-0000.parquet", cleaned.curated),
+        curated_uri=lake.put_bytes(
+            curated_key + "part-0000.parquet",
+            process.parquet_bytes(processed.curated),
+            content_type="application/vnd.apache.parquet",
+        ),
         schema_uri=lake.put_json(_runs(ctx, "schema.json"), schema.model_dump(mode="json")),
         task=schema.task,
-        rows=len(cleaned.curated),
+        rows=processed.curated.num_rows,
         features=len(schema.features),
-        rejected_rows=len(cleaned.rejected),
+        rejected_rows=processed.rejected.num_rows,
         rejected_uri=rejected_uri,
-        duplicates_dropped=cleaned.duplicates_dropped,
-        notes=cleaned.notes,
+        duplicates_dropped=processed.duplicates_dropped,
+        notes=processed.notes,
     )
 
 
@@ -306,8 +311,28 @@ def evaluate_models(ctx: RunContext, lake: Lake, registry: Registry) -> Evaluate
     pipeline = evaluation.serving_pipeline(
         lake.get_artifact(feature_uris.transformer_uri), models[winner]
     )
+    # The serving artifact: one ONNX graph, proven on every holdout row before anything is
+    # stored; a ParityError fails the run, so a model that fails parity is never registered.
+    onnx_bytes = export.export_onnx(pipeline, schema)
+    parity = export.check_parity(
+        pipeline, onnx_bytes, lake.get_parquet(feature_uris.holdout_rows_uri), schema
+    )
+    onnx_sha256 = hashlib.sha256(onnx_bytes).hexdigest()
+    draft = export.build_manifest(
+        pipeline,
+        onnx_bytes,
+        schema,
+        version=0,
+        onnx_sha256=onnx_sha256,
+        metrics=scores[winner],
+        parity=parity,
+    )
     prefix = run_prefix(Zone.MODELS, problem.dataset, ctx.run_id)
     pipeline_uri = lake.put_artifact(prefix + "pipeline.joblib", pipeline)
+    onnx_uri = lake.put_bytes(
+        prefix + ONNX_FILE, onnx_bytes, content_type="application/octet-stream"
+    )
+    manifest_uri = lake.put_json(prefix + MANIFEST_FILE, draft.to_json())
     report = {
         "primary_metric": metrics.primary_metric,
         "candidates": {str(a): m for a, m in scores.items()},
@@ -316,6 +341,8 @@ def evaluate_models(ctx: RunContext, lake: Lake, registry: Registry) -> Evaluate
         "production": {"version": production_version, "metrics": production_metrics},
         "gate": asdict(verdict),
         "holdout_rows": len(y_holdout),
+        "parity": asdict(parity),
+        "onnx": {"uri": onnx_uri, "bytes": len(onnx_bytes), "sha256": onnx_sha256},
     }
     return EvaluateResult(
         evaluation_uri=lake.put_json(_runs(ctx, "evaluation.json"), report),
@@ -323,6 +350,8 @@ def evaluate_models(ctx: RunContext, lake: Lake, registry: Registry) -> Evaluate
         metrics=scores[winner],
         gate=Gate(passed=verdict.passed, reason=verdict.reason),
         pipeline_uri=pipeline_uri,
+        onnx_uri=onnx_uri,
+        manifest_uri=manifest_uri,
         production_version=production_version,
     )
 
@@ -363,6 +392,10 @@ def register_model(
         c for c in required(ctx.candidates, "train_model") if c.algorithm == evaluated.winner
     )
     stage = "candidate" if evaluated.gate.passed else "rejected"
+    onnx_bytes = lake.get_bytes(evaluated.onnx_uri)
+    manifest = Manifest.from_json(lake.get_json(evaluated.manifest_uri))
+    if hashlib.sha256(onnx_bytes).hexdigest() != manifest.onnx_sha256:
+        raise ValueError(f"{evaluated.onnx_uri} is not the model evaluation checked for parity")
     entry: dict[str, Any] = {
         "stage": stage,
         "stage_reason": evaluated.gate.reason,
@@ -383,8 +416,13 @@ def register_model(
             "raw_version_id": collected.raw_version_id,
             "code_version": code_version,
         },
+        "onnx_sha256": manifest.onnx_sha256,
         "artifacts": {
             "pipeline_uri": evaluated.pipeline_uri,
+            # the run's copies (immutable, same bytes); the served copies are under
+            # version_prefix(dataset, version), written below once the version exists
+            "onnx_uri": evaluated.onnx_uri,
+            "manifest_uri": evaluated.manifest_uri,
             "transformer_uri": required(ctx.features, "engineer_features").transformer_uri,
             "baseline_uri": required(ctx.features, "engineer_features").baseline_uri,
             "evaluation_uri": evaluated.evaluation_uri,
@@ -392,9 +430,12 @@ def register_model(
         },
     }
     version = registry.register(problem.dataset, entry)
-    lake.put_json(
-        version_prefix(problem.dataset, version) + "manifest.json", {"version": version, **entry}
-    )
+    # The serving artifact the endpoint loads: the ONNX graph, then its manifest (written
+    # last, so a manifest never points at a missing graph).
+    served = replace(manifest, version=version, metrics=dict(evaluated.metrics))
+    prefix = version_prefix(problem.dataset, version)
+    lake.put_bytes(prefix + ONNX_FILE, onnx_bytes, content_type="application/octet-stream")
+    lake.put_json(prefix + MANIFEST_FILE, served.to_json())
     return RegisterResult(model_version=version, stage=stage)
 
 

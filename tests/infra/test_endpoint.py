@@ -32,7 +32,7 @@ def test_predict_is_a_small_zip_function_with_the_onnx_layer(
     predict: dict[str, Any], template: dict[str, Any], assembly: Path
 ) -> None:
     properties = predict["Properties"]
-    assert properties["Runtime"] == "python3.12"
+    assert properties["Runtime"] == "python3.14"
     assert properties["Architectures"] == ["x86_64"]
     assert properties["TracingConfig"] == {"Mode": "Active"}
     variables = properties["Environment"]["Variables"]

@@ -42,7 +42,7 @@ def definition(template: dict[str, Any]) -> dict[str, Any]:
 def test_the_lake_bucket_is_versioned_private_encrypted_and_tls_only(
     template: dict[str, Any],
 ) -> None:
-    (bucket,) = _of_type(template, "AWS::S3::Bucket")
+    (bucket,) = [b for b in _of_type(template, "AWS::S3::Bucket") if "VersioningConfiguration" in b]
     assert bucket["VersioningConfiguration"] == {"Status": "Enabled"}
     assert bucket["PublicAccessBlockConfiguration"] == {
         "BlockPublicAcls": True,
@@ -50,23 +50,26 @@ def test_the_lake_bucket_is_versioned_private_encrypted_and_tls_only(
         "IgnorePublicAcls": True,
         "RestrictPublicBuckets": True,
     }
-    assert bucket["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+    (encryption,) = bucket["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+    assert encryption["ServerSideEncryptionByDefault"]["SSEAlgorithm"] == "aws:kms"
+    assert encryption["BucketKeyEnabled"] is True
+    assert bucket["LoggingConfiguration"]["LogFilePrefix"] == "lake/"
     rules = {rule["Id"]: rule for rule in bucket["LifecycleConfiguration"]["Rules"]}
     assert rules["expire-capture"]["Prefix"] == "capture/"
     assert rules["expire-reports"]["Prefix"] == "reports/"
-    (policy,) = _of_type(template, "AWS::S3::BucketPolicy")
-    denies = [s for s in policy["PolicyDocument"]["Statement"] if s["Effect"] == "Deny"]
-    assert any(s["Condition"] == {"Bool": {"aws:SecureTransport": "false"}} for s in denies)
+    for policy in _of_type(template, "AWS::S3::BucketPolicy"):  # the lake's and the log bucket's
+        denies = [s for s in policy["PolicyDocument"]["Statement"] if s["Effect"] == "Deny"]
+        assert any(s["Condition"] == {"Bool": {"aws:SecureTransport": "false"}} for s in denies)
     (notifications,) = _of_type(template, "Custom::S3BucketNotifications")
     assert notifications["NotificationConfiguration"] == {"EventBridgeConfiguration": {}}
 
 
 def test_the_registry_is_on_demand_with_point_in_time_recovery(template: dict[str, Any]) -> None:
-    (table,) = _of_type(template, "AWS::DynamoDB::GlobalTable")
+    (table,) = _of_type(template, "AWS::DynamoDB::Table")
     assert table["BillingMode"] == "PAY_PER_REQUEST"
     assert [k["AttributeName"] for k in table["KeySchema"]] == ["pk", "sk"]
-    (replica,) = table["Replicas"]
-    assert replica["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
+    assert table["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
+    assert table["SSESpecification"]["SSEType"] == "KMS"
 
 
 def test_one_image_function_per_stage_from_one_image(template: dict[str, Any]) -> None:
@@ -140,4 +143,5 @@ def test_uploads_to_landing_start_the_pipeline(template: dict[str, Any]) -> None
 def test_the_state_machine_is_traced_and_logged(template: dict[str, Any]) -> None:
     (machine,) = _of_type(template, "AWS::StepFunctions::StateMachine")
     assert machine["TracingConfiguration"] == {"Enabled": True}
-    assert machine["LoggingConfiguration"]["Level"] == "ERROR"
+    assert machine["LoggingConfiguration"]["Level"] == "ALL"
+    assert machine["LoggingConfiguration"]["IncludeExecutionData"] is False

@@ -7,7 +7,10 @@ from pathlib import Path
 
 import pytest
 from aws_lambda_powertools.utilities.parser import parse
-from aws_lambda_powertools.utilities.parser.models import S3EventNotificationEventBridgeModel
+from aws_lambda_powertools.utilities.parser.models import (
+    APIGatewayProxyEventModel,
+    S3EventNotificationEventBridgeModel,
+)
 from pydantic import BaseModel
 
 from mlcycle.context import RunContext, TrainEvent
@@ -16,6 +19,7 @@ from tests.conftest import ROOT
 MODELS: dict[str, type[BaseModel]] = {
     "start_run": S3EventNotificationEventBridgeModel,
     "train_model": TrainEvent,
+    "predict": APIGatewayProxyEventModel,
 }
 EVENTS = sorted((ROOT / "events").glob("*/*.json"))
 

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 _SERIALIZER = TypeSerializer()
 _DESERIALIZER = TypeDeserializer()
-_MAX_VERSION_ATTEMPTS = 10
+_MAX_VERSION_ATTEMPTS = 50  # every failed attempt means another writer succeeded
 
 
 class VersionConflictError(Exception):
@@ -86,9 +86,9 @@ class Registry:
 
     def register(self, dataset: str, entry: dict[str, Any]) -> int:
         """Store `entry` as the next version of the dataset's model and return its number."""
-        latest = self.latest_version(dataset)
-        for attempt in range(_MAX_VERSION_ATTEMPTS):
-            version = latest + 1 + attempt
+        for _ in range(_MAX_VERSION_ATTEMPTS):
+            # Each conflict means another writer took the number: read the latest again.
+            version = self.latest_version(dataset) + 1
             item = {
                 "pk": _model_key(dataset),
                 "sk": _version_key(version),
@@ -105,7 +105,7 @@ class Registry:
                 )
                 return version
             except self.dynamodb.exceptions.ConditionalCheckFailedException:
-                continue  # another run took this number; try the next one
+                continue
         raise VersionConflictError(
             f"could not allocate a version of {dataset!r} after {_MAX_VERSION_ATTEMPTS} attempts"
         )

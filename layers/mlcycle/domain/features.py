@@ -13,8 +13,11 @@ fitted artifact takes the raw curated columns, and it is a separate pipeline ste
 ONNX export can swap in its own converter (ONNX has no datetime type) without touching the rest.
 
 Input contract of the transformer (`model_input` enforces it): numeric columns float64 with
-NaN, categorical columns str values in an object column with NaN for missing (None and pd.NA
-are not seen as missing by `SimpleImputer`), datetime columns datetime64 (naive UTC) with NaT.
+NaN, holding float32 values (the serving graph's inputs are float32, so training sees what
+serving can send), categorical columns str values in an object column with NaN for missing
+(None and pd.NA are not seen as missing by `SimpleImputer`), datetime columns datetime64
+(naive UTC) with NaT. `mlcycle.domain.export` turns the fitted transformer and a model into
+one ONNX graph that reproduces them exactly.
 """
 
 from __future__ import annotations
@@ -78,7 +81,10 @@ def model_input(df: pd.DataFrame, schema: ResolvedSchema) -> pd.DataFrame:
     for col, kind in schema.features.items():
         s = out[col]
         if kind is ColumnType.NUMERIC:
-            out[col] = pd.to_numeric(s, errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
+            # float32-representable: the endpoint sends float32 (the ONNX input contract),
+            # so training sees exactly the values serving can see
+            values = pd.to_numeric(s, errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
+            out[col] = values.astype("float32").astype("float64")
         elif kind is ColumnType.CATEGORICAL:
             values = s.astype(object)
             present = s.notna().to_numpy()
@@ -164,7 +170,8 @@ def expand_dates(df: pd.DataFrame, schema: ResolvedSchema) -> pd.DataFrame:
 
 class DateParts(TransformerMixin, BaseEstimator):
     """Stateless: each datetime column -> `<col>__year/__month/__day/__dayofweek/
-    __days_since_epoch` as float, NaN where the date is missing."""
+    __days_since_epoch` as float, NaN where the date is missing. Dates are first rounded to
+    float32 days since epoch (about 3 minutes of resolution today), the serving input."""
 
     def fit(self, X: pd.DataFrame, y: Any = None) -> DateParts:
         frame = pd.DataFrame(X)
@@ -177,12 +184,16 @@ class DateParts(TransformerMixin, BaseEstimator):
         frame.columns = list(self.feature_names_in_)
         out = {}
         for col in self.feature_names_in_:
-            dt = _as_naive_datetime(frame[col])
+            # Days since epoch rounded to float32 (the ONNX input contract), and the calendar
+            # parts of that value's whole day, so the ONNX graph reproduces both exactly.
+            days = numeric_values(_as_naive_datetime(frame[col]))
+            days = days.astype("float32").astype("float64")
+            dt = pd.Series(_EPOCH + pd.to_timedelta(np.floor(days), unit="D"), index=frame.index)
             out[f"{col}__year"] = dt.dt.year
             out[f"{col}__month"] = dt.dt.month
             out[f"{col}__day"] = dt.dt.day
             out[f"{col}__dayofweek"] = dt.dt.day_of_week
-            out[f"{col}__days_since_epoch"] = (dt - _EPOCH) / _DAY
+            out[f"{col}__days_since_epoch"] = pd.Series(days, index=frame.index)
         return pd.DataFrame(out, index=frame.index).astype("float64")
 
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:

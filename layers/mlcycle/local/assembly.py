@@ -54,8 +54,13 @@ def ensure_assembly(root: Path | None = None, *, out: Path | None = None) -> Pat
         "CDK_OUTDIR": str(out),
         "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20",
         "CDK_DISABLE_CLI_TELEMETRY": "true",
-        # The same context the cdk CLI passes from cdk.json.
-        "CDK_CONTEXT_JSON": json.dumps(json.loads((root / "cdk.json").read_text())["context"]),
+        # The context the cdk CLI passes: cdk.json's, plus the asset paths it always records.
+        "CDK_CONTEXT_JSON": json.dumps(
+            {
+                **json.loads((root / "cdk.json").read_text())["context"],
+                "aws:cdk:enable-asset-metadata": True,
+            }
+        ),
     }
     result = subprocess.run(
         [sys.executable, "-m", "infra.app"], cwd=root, env=env, capture_output=True, text=True

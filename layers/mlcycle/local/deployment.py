@@ -52,13 +52,11 @@ class LocalDeployment:
 
     @property
     def lake_bucket(self) -> str:
-        (bucket,) = self.buckets.values()
-        return bucket
+        return self.environment()["LAKE_BUCKET"]
 
     @property
     def registry_table(self) -> str:
-        (table,) = self.tables.values()
-        return table
+        return self.environment()["REGISTRY_TABLE"]
 
     def environment(self) -> dict[str, str]:
         """The union of the functions' environments (they agree wherever they overlap)."""
@@ -119,7 +117,7 @@ def deploy(
         )
 
     dynamodb = session.client("dynamodb")
-    for logical_id, props in _resources(template, "AWS::DynamoDB::GlobalTable"):
+    for logical_id, props in _resources(template, "AWS::DynamoDB::Table"):
         name = _physical_name(stack_name, logical_id, limit=255)
         dynamodb.create_table(
             TableName=name,
@@ -188,6 +186,11 @@ def deploy(
         deployment.state_machine_arn = created["stateMachineArn"]
 
     events, sqs = session.client("events"), session.client("sqs")
+    for logical_id, _ in _resources(template, "AWS::SQS::Queue"):
+        name = _physical_name(stack_name, logical_id, limit=80)
+        url = sqs.create_queue(QueueName=name)["QueueUrl"]
+        arn = f"arn:aws:sqs:{REGION}:{ACCOUNT_ID}:{name}"
+        resolver.define(logical_id, url, Arn=arn, QueueName=name)
     for logical_id, props in _resources(template, "AWS::Events::Rule"):
         name = _physical_name(stack_name, logical_id, limit=64)
         events.put_rule(

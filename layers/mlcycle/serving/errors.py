@@ -37,7 +37,7 @@ class ServingError(Exception):
         return {"error": self.error, "message": self.message, **self.details}
 
 
-class InvalidRequest(ServingError):
+class InvalidRequestError(ServingError):
     """The request breaks the model's schema; names every offending instance and field."""
 
     status = 400
@@ -60,19 +60,19 @@ class InvalidRequest(ServingError):
         return body
 
 
-class ModelNotFound(ServingError):
+class ModelNotFoundError(ServingError):
     status = 404
     error = "model not found"
 
 
-class NoRelease(ServingError):
+class NoReleaseError(ServingError):
     """The model exists in the registry but no version of it is released."""
 
     status = 409
     error = "model not released"
 
 
-class ModelUnavailable(ServingError):
+class ModelUnavailableError(ServingError):
     """The released artifact cannot be served (missing, corrupt, wrong checksum) or the
     registry cannot be read: 503, never a prediction from a wrong model."""
 

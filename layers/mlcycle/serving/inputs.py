@@ -15,13 +15,13 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
-from mlcycle.serving.errors import InvalidRequest, Problem
+from mlcycle.serving.errors import InvalidRequestError, Problem
 from mlcycle.serving.manifest import FeatureSpec, Manifest
 
 _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
@@ -57,15 +57,19 @@ def json_type(value: Any) -> str:
 
 
 def parse_instances(body: str | bytes | None, *, max_instances: int) -> list[Any]:
-    """The `instances` list of a V1 predict body, or `InvalidRequest` saying what is wrong."""
+    """The `instances` list of a V1 predict body, or `InvalidRequestError` saying what is wrong."""
     if body is None or not body.strip():
-        raise InvalidRequest([Problem(None, None, 'the body is empty; send {"instances": [...]}')])
+        raise InvalidRequestError(
+            [Problem(None, None, 'the body is empty; send {"instances": [...]}')]
+        )
     try:
         document = json.loads(body)
     except (ValueError, UnicodeDecodeError) as error:
-        raise InvalidRequest([Problem(None, None, f"the body is not valid JSON: {error}")]) from None
+        raise InvalidRequestError(
+            [Problem(None, None, f"the body is not valid JSON: {error}")]
+        ) from None
     if not isinstance(document, dict):
-        raise InvalidRequest(
+        raise InvalidRequestError(
             [
                 Problem(
                     None,
@@ -90,10 +94,10 @@ def parse_instances(body: str | bytes | None, *, max_instances: int) -> list[Any
     elif not instances:
         problems.insert(0, Problem(None, "instances", "the list is empty; send at least one"))
     if problems:
-        raise InvalidRequest(problems)
+        raise InvalidRequestError(problems)
     assert isinstance(instances, list)
     if len(instances) > max_instances:
-        raise InvalidRequest(
+        raise InvalidRequestError(
             [
                 Problem(
                     None,
@@ -120,13 +124,15 @@ def days_since_epoch(text: str) -> float:
     return (moment - _EPOCH).total_seconds() / _SECONDS_PER_DAY
 
 
-@dataclass
-class Column:
+_NONE: list[Any] = []  # shared "nothing wrong": never mutated
+
+
+class Column(NamedTuple):
     """One feature's values of a batch, converted, with what went wrong."""
 
     array: np.ndarray
-    problems: list[Problem] = field(default_factory=list)
-    unknown: list[tuple[int, str]] = field(default_factory=list)  # (instance, category)
+    problems: list[Problem]
+    unknown: list[tuple[int, str]] = _NONE  # (instance, category)
 
 
 Converter = Callable[[list[Any]], Column]
@@ -134,30 +140,36 @@ Converter = Callable[[list[Any]], Column]
 
 def _numeric(name: str) -> Converter:
     def convert(values: list[Any]) -> Column:
-        # Fast path: every value a real JSON number (bool is an int subclass: excluded by type).
-        if all(type(v) is float or type(v) is int for v in values):
-            array = np.array(values, dtype=np.float64)
-            if np.isfinite(array).all() and (np.abs(array) <= _FLOAT32_MAX).all():
-                return Column(array.astype(np.float32).reshape(-1, 1))
-        out = np.empty(len(values), dtype=np.float32)
-        problems = []
-        for i, value in enumerate(values):
-            if value is None:
-                out[i] = np.nan
-            elif type(value) is float or type(value) is int:
-                if not math.isfinite(value):
-                    problems.append(
-                        Problem(i, name, f"expected a finite number, got {value!r}; null = missing")
-                    )
-                elif abs(value) > _FLOAT32_MAX:
-                    problems.append(Problem(i, name, f"{value!r} is outside the float32 range"))
-                else:
-                    out[i] = value
-            else:
-                problems.append(Problem(i, name, f"expected a number, got {_describe(value)}"))
-        return Column(out.reshape(-1, 1), problems)
+        # Fast path, pure Python (numpy calls cost more than this for a few rows): every value
+        # a finite JSON number in float32 range. bool is an int subclass, excluded by `type`;
+        # NaN fails both comparisons and infinities fail one.
+        for v in values:
+            t = type(v)
+            if (t is not float and t is not int) or not -_FLOAT32_MAX <= v <= _FLOAT32_MAX:
+                return _numeric_slow(name, values)
+        return Column(np.array(values, dtype=np.float32).reshape(-1, 1), _NONE)
 
     return convert
+
+
+def _numeric_slow(name: str, values: list[Any]) -> Column:
+    out = np.empty(len(values), dtype=np.float32)
+    problems = []
+    for i, value in enumerate(values):
+        if value is None:
+            out[i] = np.nan
+        elif type(value) is float or type(value) is int:
+            if not math.isfinite(value):
+                problems.append(
+                    Problem(i, name, f"expected a finite number, got {value!r}; null = missing")
+                )
+            elif abs(value) > _FLOAT32_MAX:
+                problems.append(Problem(i, name, f"{value!r} is outside the float32 range"))
+            else:
+                out[i] = value
+        else:
+            problems.append(Problem(i, name, f"expected a number, got {_describe(value)}"))
+    return Column(out.reshape(-1, 1), problems)
 
 
 def _datetime(name: str) -> Converter:
@@ -202,9 +214,7 @@ def _categorical(name: str, categories: list[str]) -> Converter:
                     # Training reads integer-coded categories as their decimal text.
                     values[i] = str(value)
                 elif type(value) is not str:
-                    problems.append(
-                        Problem(i, name, f"expected a string, got {_describe(value)}")
-                    )
+                    problems.append(Problem(i, name, f"expected a string, got {_describe(value)}"))
                     values[i] = ""
         unknown = (
             [(i, v) for i, v in enumerate(values) if v not in known and v != ""] if known else []
@@ -249,7 +259,7 @@ class InputBuilder:
         self._converters = [(spec.name, _converter(spec)) for spec in manifest.features]
 
     def build(self, instances: list[Any]) -> Batch:
-        """Raise `InvalidRequest` naming every bad instance and field, else the feeds."""
+        """Raise `InvalidRequestError` naming every bad instance and field, else the feeds."""
         problems: list[Problem] = []
         names, name_set = self.names, self._name_set
         rows: list[dict[str, Any]] = []
@@ -280,6 +290,6 @@ class InputBuilder:
             problems.extend(column.problems)
             unknown.extend((i, name, value) for i, value in column.unknown)
         if problems:
-            problems.sort(key=lambda p: (p.instance if p.instance is not None else -1))
-            raise InvalidRequest(problems)
+            problems.sort(key=lambda p: p.instance if p.instance is not None else -1)
+            raise InvalidRequestError(problems)
         return Batch(feeds, unknown)

@@ -1,6 +1,6 @@
 """A released model ready to predict: its manifest, an onnxruntime session and its inputs.
 
-`load_model` refuses an artifact it cannot trust (`ModelUnavailable`): a checksum that differs
+`load_model` refuses an artifact it cannot trust (`ModelUnavailableError`): a checksum that differs
 from the manifest's, a manifest of another model or version, a graph whose inputs do not
 match the manifest's features. The endpoint answers 503 then, never a wrong prediction.
 """
@@ -17,11 +17,15 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from mlcycle.serving.errors import ModelUnavailable
+from mlcycle.serving.errors import ModelUnavailableError
 from mlcycle.serving.inputs import Batch, InputBuilder
 from mlcycle.serving.manifest import Manifest
 
-_ONNX_TYPES = {"numeric": "tensor(float)", "datetime": "tensor(float)", "categorical": "tensor(string)"}
+_ONNX_TYPES = {
+    "numeric": "tensor(float)",
+    "datetime": "tensor(float)",
+    "categorical": "tensor(string)",
+}
 
 
 def session_options(threads: int = 1) -> ort.SessionOptions:
@@ -82,7 +86,10 @@ class LoadedModel:
             flat = _float32_text(probabilities)
         k = len(classes)
         return [
-            {"label": label, "probabilities": dict(zip(classes, flat[i * k : (i + 1) * k], strict=True))}
+            {
+                "label": label,
+                "probabilities": dict(zip(classes, flat[i * k : (i + 1) * k], strict=True)),
+            }
             for i, label in enumerate(labels)
         ]
 
@@ -117,13 +124,13 @@ def parse_manifest(data: bytes, *, name: str, version: int) -> Manifest:
     try:
         manifest = Manifest.from_json(json.loads(data))
     except (ValueError, TypeError, KeyError) as error:
-        raise ModelUnavailable(
+        raise ModelUnavailableError(
             f"the manifest of {name!r} version {version} is not a serving manifest: {error}",
             model=name,
             version=version,
         ) from None
     if manifest.model != name or manifest.version != version:
-        raise ModelUnavailable(
+        raise ModelUnavailableError(
             f"the manifest under {name!r} version {version} describes {manifest.model!r} "
             f"version {manifest.version}",
             model=name,
@@ -132,14 +139,12 @@ def parse_manifest(data: bytes, *, name: str, version: int) -> Manifest:
     return manifest
 
 
-def load_model(
-    manifest: Manifest, onnx: bytes, *, threads: int | None = None
-) -> LoadedModel:
+def load_model(manifest: Manifest, onnx: bytes, *, threads: int | None = None) -> LoadedModel:
     """Verify `onnx` against the manifest and open a session on it."""
     name, version = manifest.model, manifest.version
     digest = hashlib.sha256(onnx).hexdigest()
     if digest != manifest.onnx_sha256:
-        raise ModelUnavailable(
+        raise ModelUnavailableError(
             f"the ONNX artifact of {name!r} version {version} has sha256 {digest}, but its "
             f"manifest says {manifest.onnx_sha256}; refusing to serve it",
             model=name,
@@ -152,7 +157,7 @@ def load_model(
             onnx, sess_options=session_options(threads), providers=["CPUExecutionProvider"]
         )
     except Exception as error:  # onnxruntime raises its own Fail/InvalidGraph types
-        raise ModelUnavailable(
+        raise ModelUnavailableError(
             f"onnxruntime cannot load {name!r} version {version}: {error}",
             model=name,
             version=version,
@@ -168,13 +173,22 @@ def _check_signature(manifest: Manifest, session: ort.InferenceSession) -> None:
     wanted = (
         {manifest.value_output or "variable"}
         if manifest.task == "regression"
-        else {manifest.label_output, *([manifest.probability_output] if manifest.probability_output else [])}
+        else {
+            manifest.label_output,
+            *([manifest.probability_output] if manifest.probability_output else []),
+        }
     )
-    if inputs != expected or not wanted <= outputs:
-        raise ModelUnavailable(
+    problems = [
+        f"input {name!r} is {inputs.get(name, 'absent')}, the manifest needs {kind}"
+        for name, kind in expected.items()
+        if inputs.get(name) != kind
+    ]
+    problems += [f"input {name!r} is not a manifest feature" for name in inputs.keys() - expected]
+    problems += [f"output {name!r} is absent" for name in sorted(wanted - outputs)]
+    if problems:
+        raise ModelUnavailableError(
             f"the ONNX graph of {manifest.model!r} version {manifest.version} does not match its "
-            f"manifest: inputs {inputs} vs features {expected}, outputs {sorted(outputs)} vs "
-            f"{sorted(wanted)}",
+            f"manifest: {'; '.join(problems)}",
             model=manifest.model,
             version=manifest.version,
         )

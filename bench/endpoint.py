@@ -1,0 +1,375 @@
+"""The prediction endpoint's latency, warm and cold, against a bare session.run and against
+the scikit-learn pipeline fed a one-row DataFrame, measured in the same run.
+
+    python bench/endpoint.py [--repeats 2000] [--cold-runs 5]
+
+The model: customer-churn (examples/customer-churn.csv, 5000 rows, 11 features) with the
+pipeline the registry's winner uses (imputer + scaler, one-hot, a random forest of 200 trees
+of depth 10), exported with skl2onnx under the serving contract. Warm: the handler runs in
+process against moto with the capture flush disabled (an S3 put per 500 requests is not
+measurable against moto). Cold: fresh interpreters, both reading their artifact from local
+files (the endpoint's boto3 import and client creation are counted; network latency is not).
+Medians; the machine is shared and noisy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import boto3
+import joblib
+import numpy as np
+import onnxruntime as ort
+import pandas as pd
+from skl2onnx import convert_sklearn
+from skl2onnx.common.data_types import FloatTensorType, StringTensorType
+from sklearn.compose import ColumnTransformer
+from sklearn.ensemble import RandomForestClassifier
+from sklearn.impute import SimpleImputer
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+ROOT = Path(__file__).resolve().parents[1]
+MODEL = "customer-churn"
+NUMERIC = [
+    "monthly_charges",
+    "tenure_months",
+    "support_tickets_90d",
+    "avg_session_minutes",
+    "last_login_days",
+    "discount_pct",
+    "satisfaction_score",
+]
+CATEGORICAL = ["plan", "region", "payment_method"]
+DATE = "signup_date"
+_EPOCH, _DAY = pd.Timestamp("1970-01-01"), pd.Timedelta(days=1)
+
+
+def to_model_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """What a pandas endpoint does to a request: dates to days since epoch, float columns."""
+    out = frame.copy()
+    out[DATE] = (pd.to_datetime(out[DATE], utc=True).dt.tz_localize(None) - _EPOCH) / _DAY
+    out[[*NUMERIC, DATE]] = out[[*NUMERIC, DATE]].astype("float64")
+    return out
+
+
+def train() -> tuple[Pipeline, bytes, dict[str, Any], list[dict[str, Any]]]:
+    raw = pd.read_csv(ROOT / "examples" / "customer-churn.csv")
+    frame = to_model_frame(raw)
+    numeric = [*NUMERIC, DATE]
+    pipeline = Pipeline(
+        [
+            (
+                "t",
+                ColumnTransformer(
+                    [
+                        (
+                            "num",
+                            Pipeline(
+                                [("i", SimpleImputer(strategy="median")), ("s", StandardScaler())]
+                            ),
+                            numeric,
+                        ),
+                        ("cat", OneHotEncoder(handle_unknown="ignore"), CATEGORICAL),
+                    ]
+                ),
+            ),
+            (
+                "m",
+                RandomForestClassifier(
+                    n_estimators=200, max_depth=10, min_samples_leaf=3, random_state=42, n_jobs=1
+                ),
+            ),
+        ]
+    ).fit(frame, raw["churned"])
+    features = [
+        {"name": DATE, "kind": "datetime", "categories": []},
+        *(
+            {"name": c, "kind": "categorical", "categories": sorted(raw[c].dropna().unique())}
+            for c in CATEGORICAL
+        ),
+        *({"name": c, "kind": "numeric", "categories": []} for c in NUMERIC),
+    ]
+    types = [
+        (
+            f["name"],
+            StringTensorType([None, 1])
+            if f["kind"] == "categorical"
+            else FloatTensorType([None, 1]),
+        )
+        for f in features
+    ]
+    onnx = convert_sklearn(
+        pipeline,
+        initial_types=types,
+        options={id(pipeline.steps[-1][1]): {"zipmap": False}},
+        target_opset=17,
+    ).SerializeToString()
+    import hashlib
+
+    manifest = {
+        "model": MODEL,
+        "version": 1,
+        "task": "binary",
+        "target": "churned",
+        "features": features,
+        "onnx_sha256": hashlib.sha256(onnx).hexdigest(),
+        "classes": ["no", "yes"],
+        "positive_class": "yes",
+    }
+    rows = raw.drop(columns=["customer_id", "churned"]).head(200)
+    instances = json.loads(rows.to_json(orient="records"))
+    return pipeline, onnx, manifest, instances
+
+
+def publish(onnx: bytes, manifest: dict[str, Any], endpoint_url: str | None = None) -> None:
+    s3 = boto3.client("s3", endpoint_url=endpoint_url)
+    dynamodb = boto3.client("dynamodb", endpoint_url=endpoint_url)
+    s3.create_bucket(Bucket="lake")
+    dynamodb.create_table(
+        TableName="registry",
+        KeySchema=[
+            {"AttributeName": "pk", "KeyType": "HASH"},
+            {"AttributeName": "sk", "KeyType": "RANGE"},
+        ],
+        AttributeDefinitions=[
+            {"AttributeName": "pk", "AttributeType": "S"},
+            {"AttributeName": "sk", "AttributeType": "S"},
+        ],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    prefix = f"models/dataset={MODEL}/version=000001/"
+    s3.put_object(Bucket="lake", Key=prefix + "model.onnx", Body=onnx)
+    s3.put_object(Bucket="lake", Key=prefix + "manifest.json", Body=json.dumps(manifest).encode())
+    dynamodb.put_item(
+        TableName="registry",
+        Item={
+            "pk": {"S": f"MODEL#{MODEL}"},
+            "sk": {"S": "RELEASE"},
+            "production_version": {"N": "1"},
+        },
+    )
+
+
+def event(instances: list[dict[str, Any]]) -> dict[str, Any]:
+    document = json.loads((ROOT / "events" / "predict" / "predict.json").read_text())
+    document["body"] = json.dumps({"instances": instances})
+    return document
+
+
+def timings(function: Callable[[], Any], repeats: int) -> list[float]:
+    function()
+    out = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        function()
+        out.append((time.perf_counter() - start) * 1000)
+    return out
+
+
+def pct(values: list[float], q: float) -> float:
+    return float(np.percentile(values, q))
+
+
+def warm(
+    pipeline: Pipeline,
+    onnx: bytes,
+    manifest: dict[str, Any],
+    instances: list[dict[str, Any]],
+    repeats: int,
+) -> None:
+    from moto import mock_aws
+
+    os.environ.update(
+        REGISTRY_TABLE="registry",
+        LAKE_BUCKET="lake",
+        CAPTURE_MAX_RECORDS=str(10**9),
+        CAPTURE_MAX_SECONDS=str(10**9),
+        POWERTOOLS_METRICS_NAMESPACE="mlcycle",
+    )
+    with mock_aws():
+        publish(onnx, manifest)
+        sys.path.insert(0, str(ROOT))  # the handler lives in functions/, as Lambda loads it
+        from functions.predict.handler import lambda_handler
+        from mlcycle.serving.inputs import InputBuilder
+        from mlcycle.serving.manifest import Manifest
+
+        class Context:
+            function_name, memory_limit_in_mb, aws_request_id = "predict", 1024, "r"
+            invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:predict"
+
+        builder = InputBuilder(Manifest.from_json(manifest))
+        sessions = {}
+        for threads in (1, 0):
+            options = ort.SessionOptions()
+            options.intra_op_num_threads = threads
+            sessions[threads] = ort.InferenceSession(
+                onnx, options, providers=["CPUExecutionProvider"]
+            )
+        sink = io.StringIO()
+        results: dict[str, dict[int, list[float]]] = {}
+        for n in (1, 100):
+            batch = instances[:n]
+            api_event = event(batch)
+            feeds = builder.build(batch).feeds
+            frame = pd.DataFrame(batch)
+            results.setdefault("handler", {})
+            with contextlib.redirect_stdout(sink):
+                results["handler"][n] = timings(
+                    lambda e=api_event: lambda_handler(e, Context()), repeats
+                )  # type: ignore[misc]
+            sink.seek(0)
+            sink.truncate()
+            for threads, session in sessions.items():
+                label = f"session.run ({threads or 'default'} threads)"
+                results.setdefault(label, {})[n] = timings(
+                    lambda s=session, f=feeds: s.run(None, f), repeats
+                )
+            sklearn_repeats = max(repeats // 20, 30)
+            results.setdefault("sklearn DataFrame", {})[n] = timings(
+                lambda f=frame: pipeline.predict_proba(to_model_frame(f)), sklearn_repeats
+            )
+        response = lambda_handler(event(instances[:1]), Context())  # type: ignore[arg-type]
+        ort_direct = sessions[1].run(None, builder.build(instances[:1]).feeds)[1][0]
+        sk_direct = pipeline.predict_proba(to_model_frame(pd.DataFrame(instances[:1])))[0]
+
+    print("\nwarm, ms per request (p50 / p99):")
+    for label, by_n in results.items():
+        cells = "   ".join(f"n={n}: {pct(v, 50):8.3f} / {pct(v, 99):8.3f}" for n, v in by_n.items())
+        print(f"  {label:<28} {cells}")
+    for n in (1, 100):
+        handler = statistics.median(results["handler"][n])
+        bare = statistics.median(results["session.run (1 threads)"][n])
+        sk = statistics.median(results["sklearn DataFrame"][n])
+        print(
+            f"  n={n:<3} handler / session.run = {handler / bare:5.2f}x (target <= 3)   "
+            f"sklearn / handler = {sk / handler:6.1f}x (target >= 50)"
+        )
+    body = json.loads(response["body"])
+    print(
+        f"  parity: handler {body['predictions'][0]['probabilities']}, "
+        f"onnxruntime {ort_direct.tolist()}, sklearn {sk_direct.tolist()}"
+    )
+
+
+COLD_ENDPOINT = """
+import time
+start = time.perf_counter()
+import json, sys
+sys.path.insert(0, {root!r})
+from functions.predict.handler import lambda_handler
+from mlcycle.serving import runtime
+imported = time.perf_counter()
+runtime._clients()  # boto3 import and client creation, as the first request pays them
+
+class Lake:  # the artifact read from local files: no network on either side of the comparison
+    def get_object(self, Bucket, Key):
+        return {{"Body": open({store!r} + "/" + Key, "rb")}}
+
+class Registry:
+    def get_item(self, TableName, Key):
+        return {{"Item": {{"production_version": {{"N": "1"}}}}}}
+
+runtime.reset(runtime.Runtime(runtime.Settings.from_env(), dynamodb=Registry(), s3=Lake()))
+
+class Context:
+    function_name, memory_limit_in_mb, aws_request_id = "predict", 1024, "r"
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:predict"
+response = lambda_handler(json.load(open({event!r})), Context())
+assert response["statusCode"] == 200, response
+print(json.dumps({{"total": time.perf_counter() - start, "import": imported - start}}))
+"""
+
+COLD_SKLEARN = """
+import time
+start = time.perf_counter()
+import json
+import joblib, pandas as pd
+imported = time.perf_counter()
+pipeline = joblib.load({model!r})
+instance = json.load(open({event!r}))
+frame = pd.DataFrame(json.loads(instance["body"])["instances"])
+frame["signup_date"] = (pd.to_datetime(frame["signup_date"], utc=True).dt.tz_localize(None)
+                        - pd.Timestamp("1970-01-01")) / pd.Timedelta(days=1)
+pipeline.predict_proba(frame)
+print(json.dumps({{"total": time.perf_counter() - start, "import": imported - start}}))
+"""
+
+
+def cold(
+    pipeline: Pipeline,
+    onnx: bytes,
+    manifest: dict[str, Any],
+    instances: list[dict[str, Any]],
+    runs: int,
+) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        store = Path(tmp) / "lake"
+        prefix = store / f"models/dataset={MODEL}/version=000001"
+        prefix.mkdir(parents=True)
+        (prefix / "model.onnx").write_bytes(onnx)
+        (prefix / "manifest.json").write_text(json.dumps(manifest))
+        event_path, model_path = Path(tmp) / "event.json", Path(tmp) / "pipeline.joblib"
+        event_path.write_text(json.dumps(event(instances[:1])))
+        joblib.dump(pipeline, model_path)
+        env = {**os.environ, "REGISTRY_TABLE": "registry", "LAKE_BUCKET": "lake"}
+        scripts = {
+            "endpoint": COLD_ENDPOINT.format(
+                root=str(ROOT), event=str(event_path), store=str(store)
+            ),
+            "sklearn": COLD_SKLEARN.format(model=str(model_path), event=str(event_path)),
+        }
+        measured: dict[str, list[dict[str, float]]] = {k: [] for k in scripts}
+        for _ in range(runs):
+            for label, script in scripts.items():  # alternate: noise hits both alike
+                out = (
+                    subprocess.run(
+                        [sys.executable, "-c", script],
+                        env=env,
+                        capture_output=True,
+                        text=True,
+                        check=True,
+                    )
+                    .stdout.strip()
+                    .splitlines()[-1]
+                )
+                measured[label].append(json.loads(out))
+    print(f"\ncold, seconds in a fresh interpreter to the first answer (median of {runs}):")
+    total = {}
+    for label, values in measured.items():
+        total[label] = statistics.median(v["total"] for v in values)
+        imports = statistics.median(v["import"] for v in values)
+        print(f"  {label:<9} {total[label]:6.3f} s   (of which imports {imports:6.3f} s)")
+    print(f"  endpoint / sklearn = {total['endpoint'] / total['sklearn']:.2f} (target <= 0.25)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--repeats", type=int, default=2000)
+    parser.add_argument("--cold-runs", type=int, default=5)
+    args = parser.parse_args()
+    os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        os.environ.setdefault(key, "testing")
+    os.environ["POWERTOOLS_TRACE_DISABLED"] = "true"
+    print("training customer-churn (random forest, 200 trees) and exporting to ONNX", flush=True)
+    pipeline, onnx, manifest, instances = train()
+    print(f"ONNX: {len(onnx) / 1e6:.1f} MB")
+    warm(pipeline, onnx, manifest, instances, args.repeats)
+    cold(pipeline, onnx, manifest, instances, args.cold_runs)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,87 @@
+"""The endpoint's operations, independent of Lambda and of the HTTP router.
+
+`predict` follows the V1 protocol of TF Serving / KServe: `{"instances": [{feature: value}]}`
+in, `{"predictions": [...], "model_version": N}` out. Errors are `ServingError`s; the handler
+maps them to responses in one place.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from aws_lambda_powertools.metrics import MetricUnit
+
+from mlcycle.serving import runtime
+from mlcycle.serving.errors import InvalidRequestError, ServingError
+from mlcycle.serving.inputs import parse_instances
+
+
+def _dimensions(name: str, version: int | None) -> None:
+    # Dimensions are per EMF blob, and one blob is flushed per request: set them each time.
+    runtime.metrics.add_dimension(name="model", value=name)
+    runtime.metrics.add_dimension(name="model_version", value=str(version) if version else "none")
+
+
+def predict(name: str, body: str | bytes | None, request_id: str) -> dict[str, Any]:
+    started = time.perf_counter()
+    rt = runtime.get()
+    metrics = runtime.metrics
+    try:
+        model = rt.models.get(name)
+    except ServingError as error:
+        _dimensions(name, error.details.get("version"))
+        metrics.add_metric(name="ModelErrors", unit=MetricUnit.Count, value=1)
+        raise
+    _dimensions(name, model.version)
+    try:
+        instances = parse_instances(body, max_instances=rt.settings.max_instances)
+        batch = model.builder.build(instances)
+    except InvalidRequestError:
+        metrics.add_metric(name="InvalidRequests", unit=MetricUnit.Count, value=1)
+        raise
+    predictions = model.run(batch)
+    if rt.settings.capture_enabled:
+        rt.capture.add(
+            request_id=request_id,
+            model=name,
+            version=model.version,
+            instances=instances,
+            predictions=predictions,
+        )
+    response: dict[str, Any] = {"predictions": predictions, "model_version": model.version}
+    if batch.unknown_categories:
+        response["warnings"] = batch.warnings
+    metrics.add_metric(name="Instances", unit=MetricUnit.Count, value=len(instances))
+    if batch.unknown_categories:  # absent = 0: one metric less to serialize per request
+        metrics.add_metric(
+            name="UnknownCategories", unit=MetricUnit.Count, value=len(batch.unknown_categories)
+        )
+    metrics.add_metric(
+        name="Latency",
+        unit=MetricUnit.Milliseconds,
+        value=round((time.perf_counter() - started) * 1000, 3),
+    )
+    return response
+
+
+def describe(name: str) -> dict[str, Any]:
+    """The released version of `name`, its metrics and its feature schema."""
+    return runtime.get().models.get(name).describe()
+
+
+def health() -> dict[str, Any]:
+    """Liveness, and what this container serves; never calls AWS."""
+    rt = runtime.current()
+    if rt is None:
+        try:
+            rt = runtime.get()
+        except ServingError as error:
+            return {"status": "misconfigured", "message": error.message, "models": []}
+    return {
+        "status": "ok",
+        "configured_model": rt.settings.model_name,
+        "models": [
+            {"name": m.name, "version": m.version, "sha256": m.sha256} for m in rt.models.loaded
+        ],
+    }

@@ -1,0 +1,176 @@
+"""Which model version to serve, and the loaded model: once per container per (name, version).
+
+The release pointer (`pk=MODEL#<name>, sk=RELEASE`, `production_version`) is read from the
+registry table and cached for `ttl` seconds, so a promotion or rollback reaches every warm
+container within that time at one DynamoDB read per container per TTL. A new version is
+loaded on the first request that sees it; the old one is dropped.
+
+Failures are cached for the same TTL: a corrupt artifact must not make every request
+re-download it, and an unknown name must not cost two DynamoDB reads per request.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from mlcycle.lake_layout import version_prefix
+from mlcycle.serving.errors import (
+    ModelNotFoundError,
+    ModelUnavailableError,
+    NoReleaseError,
+    ServingError,
+)
+from mlcycle.serving.manifest import MANIFEST_FILE, ONNX_FILE
+from mlcycle.serving.model import LoadedModel, load_model, parse_manifest
+
+# A dataset name as the spec allows it; anything else cannot be in the registry.
+_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+_MAX_REMEMBERED_NAMES = 1024  # bounds the pointer cache against requests for random names
+
+
+@dataclass
+class _Pointer:
+    version: int | None
+    error: ServingError | None
+    read_at: float
+
+
+@dataclass
+class _Failure:
+    error: ModelUnavailableError
+    at: float
+
+
+class ModelCache:
+    """Release pointers (cached `ttl` seconds) and loaded models, per container.
+
+    `dynamodb` and `s3` are boto3 clients (or anything with `get_item`, `query` and
+    `get_object`); `on_load_failure` is told of each load that failed (for the metric).
+    """
+
+    def __init__(
+        self,
+        *,
+        dynamodb: Any,
+        s3: Any,
+        table: str,
+        bucket: str,
+        ttl: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+        on_load_failure: Callable[[str, int, ModelUnavailableError], None] | None = None,
+    ) -> None:
+        self.dynamodb, self.s3, self.table, self.bucket = dynamodb, s3, table, bucket
+        self.ttl = ttl
+        self.clock = clock
+        self.on_load_failure = on_load_failure
+        self._pointers: dict[str, _Pointer] = {}
+        self._models: dict[str, LoadedModel] = {}
+        self._failures: dict[tuple[str, int], _Failure] = {}
+        self._lock = threading.Lock()  # Lambda is single-threaded; the local server may not be
+
+    @property
+    def loaded(self) -> list[LoadedModel]:
+        return list(self._models.values())
+
+    def get(self, name: str) -> LoadedModel:
+        """The released model of `name`, loading it if needed; raises a `ServingError`."""
+        now = self.clock()
+        pointer = self._pointers.get(name)
+        if pointer is None or now - pointer.read_at >= self.ttl:
+            with self._lock:
+                pointer = self._refresh(name, now, stale=pointer)
+        if pointer.error is not None:
+            raise pointer.error
+        assert pointer.version is not None
+        model = self._models.get(name)
+        if model is not None and model.version == pointer.version:
+            return model
+        with self._lock:
+            return self._load(name, pointer.version, now)
+
+    # -- the pointer --------------------------------------------------------------------------
+
+    def _refresh(self, name: str, now: float, stale: _Pointer | None) -> _Pointer:
+        try:
+            version = self._read_release(name)
+            pointer = _Pointer(version, None, now)
+        except ServingError as error:
+            pointer = _Pointer(None, error, now)
+        except Exception as error:  # the registry is unreachable or throttling
+            if stale is not None and stale.version is not None:
+                # Keep serving what we served: better a version up to one TTL old than a 503.
+                pointer = _Pointer(stale.version, None, now)
+            else:
+                raise ModelUnavailableError(
+                    f"cannot read the release of {name!r} from the registry: {error}", model=name
+                ) from error
+        if len(self._pointers) >= _MAX_REMEMBERED_NAMES and name not in self._pointers:
+            self._pointers = {k: v for k, v in self._pointers.items() if k in self._models}
+        self._pointers[name] = pointer
+        return pointer
+
+    def _read_release(self, name: str) -> int:
+        if not _NAME.match(name):
+            raise ModelNotFoundError(f"there is no model named {name!r}", model=name)
+        key = {"pk": {"S": f"MODEL#{name}"}, "sk": {"S": "RELEASE"}}
+        item = self.dynamodb.get_item(TableName=self.table, Key=key).get("Item") or {}
+        version = item.get("production_version", {}).get("N")
+        if version is not None:
+            return int(version)
+        registered = self.dynamodb.query(
+            TableName=self.table,
+            KeyConditionExpression="pk = :pk",
+            ExpressionAttributeValues={":pk": {"S": f"MODEL#{name}"}},
+            Limit=1,
+            ProjectionExpression="pk",
+        ).get("Items")
+        if registered:
+            raise NoReleaseError(
+                f"model {name!r} has registered versions but none is released to production",
+                model=name,
+            )
+        raise ModelNotFoundError(f"there is no model named {name!r}", model=name)
+
+    # -- the artifact -------------------------------------------------------------------------
+
+    def _load(self, name: str, version: int, now: float) -> LoadedModel:
+        model = self._models.get(name)
+        if model is not None and model.version == version:  # loaded while we waited
+            return model
+        failure = self._failures.get((name, version))
+        if failure is not None and now - failure.at < self.ttl:
+            raise failure.error
+        try:
+            prefix = version_prefix(name, version)
+            manifest = parse_manifest(
+                self._read(prefix + MANIFEST_FILE, name, version), name=name, version=version
+            )
+            model = load_model(manifest, self._read(prefix + ONNX_FILE, name, version))
+        except ModelUnavailableError as error:
+            self._failures[(name, version)] = _Failure(error, now)
+            if self.on_load_failure is not None:
+                self.on_load_failure(name, version, error)
+            raise
+        self._failures.pop((name, version), None)
+        self._models[name] = model  # replaces (and frees) the previous version
+        return model
+
+    def _read(self, key: str, name: str, version: int) -> bytes:
+        try:
+            body: bytes = self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+        except Exception as error:
+            code = getattr(error, "response", {}).get("Error", {}).get("Code", "")
+            reason = (
+                "is missing" if code in {"NoSuchKey", "404", "NotFound"} else f"unreadable: {error}"
+            )
+            raise ModelUnavailableError(
+                f"the artifact s3://{self.bucket}/{key} of {name!r} version {version} {reason}",
+                model=name,
+                version=version,
+            ) from error
+        return body
