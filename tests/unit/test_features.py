@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from mlcycle.domain.features import (
+    DateParts,
     bin_fractions,
     build_transformer,
     category_fractions,
@@ -182,6 +183,29 @@ def test_model_input_normalizes_missing_categories():
     assert out["signup"].dt.tz is None
     with pytest.raises(GateError, match="income"):
         model_input(df.drop(columns="income"), schema())
+
+
+def test_model_input_keeps_what_a_float32_input_can_hold():
+    # the ONNX graph takes float32; training on the same values keeps both runtimes equal
+    df = make_frame(5).assign(age=[0.1, 1e-3, 123456789.0, np.nan, 40.0])
+    out = model_input(df, schema())
+    assert out["age"].dtype == np.float64
+    expected = df["age"].to_numpy().astype(np.float32).astype(np.float64)
+    np.testing.assert_array_equal(out["age"].to_numpy(), expected)
+    assert out["age"][0] != 0.1  # 0.1 is not a float32
+    np.testing.assert_array_equal(model_input(out, schema())["age"], out["age"])  # idempotent
+
+
+def test_date_parts_use_float32_days_since_epoch():
+    # float32 days resolve about 3 minutes today: a time just before midnight rounds to the
+    # next day, in the parts too, exactly as the ONNX graph (fed float32 days) computes them
+    df = pd.DataFrame({"d": pd.to_datetime(["2024-03-15 12:00:00", "2024-03-15 23:59:30"])})
+    parts = DateParts().fit(df).transform(df)
+    days = parts["d__days_since_epoch"].to_numpy()
+    assert days[0] == 19797.5
+    np.testing.assert_array_equal(days, days.astype(np.float32))
+    assert days[1] == 19798.0
+    assert parts["d__day"].tolist() == [15.0, 16.0]
 
 
 def test_baseline_is_json_without_nan_and_fractions_sum_to_one():

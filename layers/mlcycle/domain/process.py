@@ -174,9 +174,9 @@ class _Column:
             if pa.types.is_floating(arrow.type) and pc.any(pc.is_nan(arrow)).as_py():
                 arrow = pc.if_else(pc.is_nan(arrow), pa.scalar(None, arrow.type), arrow)
                 self.arrow, self.nulls = arrow, arrow.null_count
-            if self.float_view and pa.types.is_integer(arrow.type):
-                low, high = pc.min_max(arrow).values()
-                if max(abs(low.as_py() or 0), abs(high.as_py() or 0)) >= _EXACT_FLOAT:
+            if self.float_view and pa.types.is_integer(arrow.type) and self.nulls < self.n:
+                low, high = self.min_max
+                if max(abs(float(low)), abs(float(high))) >= _EXACT_FLOAT:
                     self.kind = _OTHER  # pandas would round these to float64: let it
         self.count = self.n - self.nulls
 
@@ -296,8 +296,19 @@ class _Column:
 
     @functools.cached_property
     def min_max(self) -> tuple[Any, Any]:
-        low, high = pc.min_max(self.values).values()
-        return low.as_py(), high.as_py()
+        """The least and greatest non-null value (there is at least one)."""
+        if self.kind is _TEXT:
+            low, high = pc.min_max(self.values).values()
+            return low.as_py(), high.as_py()
+        values = self.present  # numpy's min and max are many times faster than Arrow's
+        return values.min(), values.max()
+
+    @functools.cached_property
+    def present(self) -> np.ndarray:
+        """The non-null values of a number or time column, as numpy."""
+        values = self.values if not self.nulls else self.values.drop_null()
+        array: np.ndarray = values.to_numpy()
+        return array
 
     def first(self) -> object:
         """The first non-null value, as the pandas view holds it."""
@@ -306,10 +317,10 @@ class _Column:
     @functools.cached_property
     def integral(self) -> bool:
         """Whether every value is a whole number (inf counts, as `v == np.round(v)` says)."""
-        values = self.values
-        if pa.types.is_integer(values.type):
+        if pa.types.is_integer(self.values.type):
             return True
-        return bool(pc.all(pc.equal(pc.floor(values), values)).as_py() is not False)
+        values = self.present
+        return bool(np.all(values == np.round(values)))
 
     def float_range(self) -> tuple[float, float]:
         """The least and greatest value, as float64 (what the pandas rules compute)."""
@@ -748,8 +759,11 @@ def _clean_target_column(
         return result
 
     def naming(shown: pd.Series) -> Callable[[np.ndarray], list[str]]:
-        texts = shown.astype(TEXT_DTYPE).to_numpy(dtype=object)
-        return lambda mask: [str(t) for t in texts[codes[mask]]]
+        def named(mask: np.ndarray) -> list[str]:
+            texts = shown.astype(TEXT_DTYPE).to_numpy(dtype=object)
+            return [str(t) for t in texts[codes[mask]]]
+
+        return named
 
     if schema.is_classification:
         labels_column, labels, codes = _labels_column(column)
@@ -996,8 +1010,7 @@ def _clean_target(raw: pd.Series, schema: ResolvedSchema) -> tuple[pd.Series, li
     name = schema.target
 
     def naming(values: pd.Series) -> Callable[[np.ndarray], list[str]]:
-        texts = values.astype(TEXT_DTYPE).to_numpy(dtype=object)
-        return lambda mask: [str(t) for t in texts[mask]]
+        return lambda mask: [str(t) for t in values[mask].astype(TEXT_DTYPE)]
 
     if schema.is_classification:
         labels = _as_labels(raw)
