@@ -33,6 +33,7 @@ def _default_sizing() -> dict[str, FunctionSizing]:
         "evaluate_models": _HEAVY,
         "register_model": _LIGHT,
         "release_model": _LIGHT,
+        "judge_canary": _MEDIUM,
         "record_failure": _LIGHT,
     }
 

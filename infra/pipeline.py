@@ -53,6 +53,7 @@ STAGES_AFTER_TRAINING = [
     ("register_model", "Register model", "$.registration"),
     ("release_model", "Release model", "$.release"),
 ]
+# Then the canary loop: bake, judge (promote, roll back, or bake again), until done.
 
 # Lambda's own transient faults; domain errors (BadInputError, ...) are never retried.
 TRANSIENT_ERRORS = [
@@ -82,7 +83,10 @@ ACCESS: dict[str, Access] = {
         reads=(Zone.FEATURES, Zone.MODELS, Zone.RUNS), writes=(Zone.MODELS, Zone.RUNS), table="read"
     ),
     "register_model": Access(reads=(Zone.RUNS, Zone.MODELS), writes=(Zone.MODELS,), table="write"),
-    "release_model": Access(table="write"),
+    "release_model": Access(reads=(Zone.RUNS,), table="write"),
+    "judge_canary": Access(
+        reads=(Zone.CAPTURE, Zone.RUNS), writes=(Zone.RUNS,), lists=(Zone.CAPTURE,), table="write"
+    ),
     "record_failure": Access(reads=(Zone.LANDING,), writes=(Zone.QUARANTINE,), table="write"),
 }
 
@@ -280,10 +284,23 @@ class Pipeline(Construct):
             guarded(task, name)
             chain.append(task)
 
+        succeeded = sfn.Succeed(self, "Run succeeded")
+        judge = self._task("judge_canary", "Judge canary", "$.release")
+        guarded(judge, "judge_canary")
+        bake = sfn.Wait(
+            self, "Bake canary", time=sfn.WaitTime.seconds_path("$.release.bake_seconds")
+        )
+        in_canary = (
+            sfn.Choice(self, "Canary in progress?")
+            .when(sfn.Condition.string_equals("$.release.action", "canary"), bake.next(judge))
+            .otherwise(succeeded)
+        )
+        judge.next(in_canary)
+
         definition: sfn.IChainable = chain[0]
         for current, following in itertools.pairwise(chain):
             current.next(following)
-        chain[-1].next(sfn.Succeed(self, "Run succeeded"))
+        chain[-1].next(in_canary)
 
         machine = sfn.StateMachine(
             self,

@@ -1,15 +1,15 @@
-"""Stage 9, release: a model that passed its gate goes to production; others never serve."""
+"""Stage 9, release: the first model goes to production, a later one starts a canary, and a
+model that failed its gate is never served."""
 
 from aws_lambda_powertools.metrics import MetricUnit
 
-from mlcycle import stages
+from mlcycle import release
 from mlcycle.context import ReleaseResult, RunContext
-from mlcycle.runtime import metrics, registry, stage_handler
+from mlcycle.runtime import lake, metrics, registry, stage_handler
 
 
 @stage_handler("release_model")
 def lambda_handler(run: RunContext) -> ReleaseResult:
-    result = stages.release_model(run, registry())
-    released = int(result.stage == "production")
-    metrics.add_metric(name="ModelsReleased", unit=MetricUnit.Count, value=released)
+    result = release.start_release(run, lake(), registry())
+    metrics.add_metric(name="ReleasesStarted", unit=MetricUnit.Count, value=1)
     return result

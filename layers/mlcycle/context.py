@@ -6,7 +6,7 @@ Each stage returns its own result model; the state machine stores it under the s
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -112,10 +112,14 @@ class RegisterResult(_Model):
 
 
 class ReleaseResult(_Model):
+    action: Literal["done", "canary"]  # "canary": the state machine bakes, then judges again
     model_version: int
-    stage: str
+    stage: str  # production, canary, rejected or rolled_back
     production_version: int | None
     reason: str
+    bake_seconds: int | None = None
+    started_at: str | None = None  # when the canary began taking traffic
+    waits: int = 0
 
 
 class StageError(_Model):
@@ -137,6 +141,7 @@ class RunContext(_Model):
     candidates: list[CandidateResult] | None = None
     evaluate: EvaluateResult | None = None
     registration: RegisterResult | None = None
+    release: ReleaseResult | None = None
     failed_stage: str | None = None
     error: StageError | None = None
 

@@ -64,6 +64,20 @@ class MonitoringLimits(BaseModel):
     min_samples: int = Field(100, ge=1, description="smallest window the monitor judges")
 
 
+class ReleasePolicy(BaseModel):
+    """How a model that passed its gate reaches production: canary first, then judged."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    canary_weight: float = Field(0.1, gt=0, lt=1, description="share of traffic to the canary")
+    bake_seconds: int = Field(600, ge=1, le=86_400, description="each wait before judging")
+    min_requests: int = Field(50, ge=1, description="canary traffic needed to judge it")
+    max_waits: int = Field(3, ge=1, le=48, description="bake periods to wait for that traffic")
+    max_error_rate_increase: float = Field(0.01, ge=0, le=1)
+    max_latency_ratio: float = Field(1.5, gt=1)
+    max_prediction_psi: float = Field(0.2, gt=0)
+
+
 class ProblemSpec(BaseModel):
     """What to learn, from which columns, and how to judge it. Unknown fields are errors."""
 
@@ -85,6 +99,7 @@ class ProblemSpec(BaseModel):
     seed: int = 42
     positive_class: str | None = Field(None, description="binary tasks: the class scored as 1")
     monitoring: MonitoringLimits = Field(default_factory=MonitoringLimits)
+    release: ReleasePolicy = Field(default_factory=ReleasePolicy)
 
     @model_validator(mode="after")
     def _consistent(self) -> ProblemSpec:

@@ -114,7 +114,8 @@ def _object_prefixes(statements: list[dict[str, Any]], action: str) -> set[str]:
         ("PipelineProcessDataRole", {"raw", "runs"}, {"curated", "runs", "quarantine"}),
         ("PipelineTrainModelRole", {"features", "runs"}, {"models"}),
         ("EndpointPredictRole", {"models"}, {"capture"}),
-        ("PipelineReleaseModelRole", set(), set()),
+        ("PipelineReleaseModelRole", {"runs"}, set()),
+        ("PipelineJudgeCanaryRole", {"capture", "runs"}, {"runs"}),
     ],
 )
 def test_each_function_reaches_only_its_own_zones(

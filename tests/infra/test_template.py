@@ -79,6 +79,7 @@ def test_one_image_function_per_stage_from_one_image(template: dict[str, Any]) -
     commands = {f["ImageConfig"]["Command"][0] for f in functions}
     expected = {f"functions.{s}.handler.lambda_handler" for s in STAGES}
     assert commands == expected | {
+        "functions.judge_canary.handler.lambda_handler",
         "functions.record_failure.handler.lambda_handler",
         "functions.start_run.handler.lambda_handler",
     }
@@ -96,7 +97,7 @@ def test_one_image_function_per_stage_from_one_image(template: dict[str, Any]) -
 def test_the_state_machine_chains_the_stages_in_lifecycle_order(definition: dict[str, Any]) -> None:
     states = definition["States"]
     order, name = [], definition["StartAt"]
-    while name in states and states[name]["Type"] != "Succeed":
+    while states[name]["Type"] != "Choice":
         state = states[name]
         if state["Type"] == "Map":
             processor = state["ItemProcessor"]
@@ -106,6 +107,23 @@ def test_the_state_machine_chains_the_stages_in_lifecycle_order(definition: dict
             order.append(state["Resource"])
         name = state["Next"]
     assert order == STAGES
+    # The release either ends, or loops: bake (a Wait), judge, and ask again.
+    choice = states[name]
+    assert states[choice["Default"]]["Type"] == "Succeed"
+    (canary,) = choice["Choices"]
+    assert canary == {
+        "Variable": "$.release.action",
+        "StringEquals": "canary",
+        "Next": canary["Next"],
+    }
+    bake = states[canary["Next"]]
+    assert (bake["Type"], bake["SecondsPath"]) == ("Wait", "$.release.bake_seconds")
+    judge = states[bake["Next"]]
+    assert (judge["Resource"], judge["ResultPath"], judge["Next"]) == (
+        "judge_canary",
+        "$.release",
+        name,
+    )
 
 
 def test_every_stage_retries_transient_errors_and_catches_into_the_failure_path(
@@ -115,7 +133,7 @@ def test_every_stage_retries_transient_errors_and_catches_into_the_failure_path(
     record_failure = next(n for n, s in states.items() if s.get("Resource") == "record_failure")
     assert states[states[record_failure]["Next"]]["Type"] == "Fail"
     for state in states.values():
-        if state.get("Resource") in STAGES or state["Type"] == "Map":
+        if state.get("Resource") in [*STAGES, "judge_canary"] or state["Type"] == "Map":
             if state["Type"] == "Task":
                 retried = {e for retry in state["Retry"] for e in retry["ErrorEquals"]}
                 assert "Lambda.TooManyRequestsException" in retried

@@ -30,6 +30,7 @@ PIPELINE_STAGES = {
     "record_failure",
     "start_run",
     "predict",
+    "judge_canary",
 }
 
 

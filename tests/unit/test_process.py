@@ -5,9 +5,20 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
-from mlcycle.domain.process import REJECT_REASON, clean, infer_column_types, resolve_schema
+from mlcycle.domain.process import (
+    INFER_SAMPLE,
+    REJECT_REASON,
+    _sample_positions,
+    clean,
+    curate,
+    infer_column_types,
+    parquet_bytes,
+    resolve_schema,
+)
+from mlcycle.domain.tables import read_table
 from mlcycle.errors import BadInputError
 from mlcycle.samples import customer_churn
 from mlcycle.spec import ColumnType, ProblemSpec, Task
@@ -339,3 +350,121 @@ def test_sample_data_end_to_end() -> None:
     result = clean(df, schema)
     assert len(result.curated) == 2000
     assert 0.15 < (result.curated["churned"] == "yes").mean() < 0.35
+
+
+# --- the stage's Arrow path ------------------------------------------------------------------
+
+
+def _upload(n: int = 3000) -> bytes:
+    """Sample data with every kind of column the Arrow path treats on its own."""
+    rng = np.random.default_rng(5)
+    df = customer_churn(n, seed=3)
+    df["visit"] = pd.Series(df["signup_date"]).map(lambda d: f"{d[5:7]}/{d[8:10]}/{d[:4]}")
+    df.loc[::97, "visit"] = "not a date"
+    weight = np.round(rng.normal(70, 10, n), 1).astype(str).astype(object)
+    weight[::13] = "unknown"
+    df["weight"] = weight
+    df["plan"] = df["plan"].where(np.arange(n) % 50 != 0, " " + df["plan"] + " ")
+    df.loc[::211, "churned"] = None
+    df.loc[::101, "monthly_charges"] = np.inf
+    df = pd.concat([df, df.iloc[:25]], ignore_index=True)  # a double load
+    return bytes(df.to_csv(index=False).encode())
+
+
+def _read_back(data: bytes) -> pd.DataFrame:
+    return pq.read_table(pa.BufferReader(data)).to_pandas()
+
+
+def test_curate_is_resolve_schema_then_clean() -> None:
+    data = _upload()
+    stage_spec = spec(target="churned", column_types={"weight": "numeric"}, task="binary")
+    frame = read_table(data, "t.csv").to_pandas()
+    schema = resolve_schema(frame, stage_spec)
+    expected = clean(frame, schema)
+    processed = curate(read_table(data, "t.csv", dictionary_encode=True), stage_spec)
+
+    assert processed.schema == schema
+    assert schema.features["visit"] is ColumnType.DATETIME
+    assert schema.excluded == {"customer_id": "id-like: 99% distinct values"}  # the double load
+    pd.testing.assert_frame_equal(_read_back(parquet_bytes(processed.curated)), expected.curated)
+    assert processed.notes == expected.notes
+    assert (processed.rows_in, processed.duplicates_dropped) == (len(frame), 25)
+    assert processed.coerced == expected.coerced
+    assert set(processed.coerced) == {"visit", "weight", "monthly_charges"}
+    rejected = processed.rejected.to_pandas()
+    assert list(rejected[REJECT_REASON]) == list(expected.rejected[REJECT_REASON])
+    assert list(rejected["customer_id"]) == list(expected.rejected["customer_id"])
+    assert set(rejected[REJECT_REASON]) == {"target 'churned' is missing"}
+
+
+def test_curated_parquet_reads_back_in_the_contract_dtypes() -> None:
+    processed = curate(read_table(_upload(), "t.csv", dictionary_encode=True), spec("churned"))
+    curated = _read_back(parquet_bytes(processed.curated))
+    dtypes = curated.dtypes
+    assert dtypes["monthly_charges"] == np.float64
+    assert dtypes["tenure_months"] == np.float64  # integers become float64 too
+    assert dtypes["plan"] == "str"
+    assert dtypes["signup_date"] == "datetime64[us]"
+    assert dtypes["churned"] == "str"
+    assert set(curated["plan"]) == {"basic", "standard", "premium"}  # stripped
+    assert curated["payment_method"].isna().any()
+
+
+def test_regression_target_on_the_arrow_path() -> None:
+    price: list[object] = [f"{i + 0.5}" for i in range(N)]
+    price[1], price[2], price[3] = "abc", None, "inf"
+    df = frame(label=price)
+    processed = curate(pa.Table.from_pandas(df, preserve_index=False), spec())
+    assert processed.schema.task is Task.REGRESSION
+    assert processed.rejected.column(REJECT_REASON).to_pylist() == [
+        "target 'label' is not a number: 'abc'",
+        "target 'label' is missing",
+        "target 'label' is not finite: 'inf'",
+    ]
+    assert processed.curated.column("label").type == pa.float64()
+    assert processed.curated.num_rows == N - 3
+
+
+def test_duplicates_compare_as_pandas_does() -> None:
+    # no column is unique on its own; -0.0 equals 0.0 and NaN equals null, as in pandas
+    table = pa.table(
+        {
+            "x": pa.array([0.0, -0.0, np.nan, None, 1.0] * 8),
+            "c": pa.array(["a", "a", "b", "b", "c"] * 8).dictionary_encode(),
+            "k": np.arange(40) // 5 % 4,
+            "label": ["yes", "yes", "no", "no", "no"] * 8,
+        }
+    )
+    processed = curate(table, spec())
+    frame = table.to_pandas()
+    expected = clean(frame, resolve_schema(frame, spec()))
+    assert processed.duplicates_dropped == expected.duplicates_dropped == 40 - 3 * 4
+    assert processed.curated.num_rows == 12
+
+
+def test_unknown_classes_are_rejected_naming_them() -> None:
+    df = frame()
+    schema = resolve_schema(df, spec())
+    df.loc[[4, 8], "label"] = ["maybe", " yes "]
+    result = clean(df, schema)
+    assert list(result.rejected[REJECT_REASON]) == [
+        "target 'label' has a class the schema does not know: 'maybe'"
+    ]
+    assert result.curated["label"].iloc[7] == "yes"
+
+
+def test_sample_positions_are_those_of_pandas_sample() -> None:
+    n = INFER_SAMPLE * 3 + 7
+    picked = pd.Series(np.arange(n)).sample(INFER_SAMPLE, random_state=0).to_numpy()
+    assert np.array_equal(_sample_positions(n), picked)
+
+
+@pytest.mark.parametrize("junk_every", [15, 8])  # about 93% and 87% numbers
+def test_big_text_columns_are_typed_from_the_same_sample(junk_every: int) -> None:
+    n = INFER_SAMPLE * 3
+    values = np.round(np.random.default_rng(2).normal(size=n), 3).astype(str).astype(object)
+    values[::junk_every] = "n/a?"
+    table = pa.table({"x": values, "label": np.where(np.arange(n) % 2 == 0, "a", "b")})
+    expected = infer_column_types(table.to_pandas())
+    assert infer_column_types(table) == expected
+    assert expected["x"] is (ColumnType.NUMERIC if junk_every == 15 else ColumnType.CATEGORICAL)

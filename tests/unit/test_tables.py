@@ -194,3 +194,19 @@ def test_duplicate_parquet_columns() -> None:
     table = pa.Table.from_arrays([pa.array([1]), pa.array([2])], names=["x", "x"])
     with pytest.raises(BadInputError, match="duplicate column names: 'x'"):
         read_table(parquet_bytes(table), "t.parquet")
+
+
+def test_dictionary_encoding_keeps_the_values() -> None:
+    data = b"city,n,code\n" + b"Paris,1,A1\nRome,2,B2\n,3,C3\nParis,4,D4\n" * 20
+    plain = read_table(data, "t.csv")
+    encoded = read_table(data, "t.csv", dictionary_encode=True)
+    assert pa.types.is_dictionary(encoded.schema.field("city").type)
+    assert encoded.column("city").to_pylist() == plain.column("city").to_pylist()
+    assert encoded.column("n").equals(plain.column("n"))
+
+
+def test_dictionary_encoding_still_detects_invalid_utf8() -> None:
+    data = b"city,n\n" + b"Paris,1\n" * 40_000 + "Zürich,2\n".encode("latin-1")
+    result = read_upload(data, "cities.csv", dictionary_encode=True)
+    assert result.encoding == "cp1252"
+    assert result.table.column("city")[-1].as_py() == "Zürich"

@@ -178,6 +178,54 @@ class Registry:
             ExpressionAttributeValues=_to_item(values),
         )
 
+    def start_canary(
+        self, dataset: str, *, version: int, weight: float, expected_production: int
+    ) -> None:
+        """Send `weight` of the traffic to `version`, unless another canary is in progress or
+        production moved since it was read (a release in progress is never overwritten)."""
+        self.dynamodb.update_item(
+            TableName=self.table,
+            Key=_to_item({"pk": _model_key(dataset), "sk": "RELEASE"}),
+            UpdateExpression=(
+                "SET canary_version = :version, canary_weight = :weight, "
+                "canary_started_at = :now, updated_at = :now"
+            ),
+            ConditionExpression="production_version = :expected AND attribute_not_exists(canary_version)",
+            ExpressionAttributeValues=_to_item(
+                {
+                    ":version": version,
+                    ":weight": weight,
+                    ":now": now_iso(),
+                    ":expected": expected_production,
+                }
+            ),
+        )
+
+    def promote_canary(self, dataset: str, *, version: int) -> None:
+        """The canary becomes production in one conditional write."""
+        self.dynamodb.update_item(
+            TableName=self.table,
+            Key=_to_item({"pk": _model_key(dataset), "sk": "RELEASE"}),
+            UpdateExpression=(
+                "SET production_version = :version, updated_at = :now "
+                "REMOVE canary_version, canary_weight, canary_started_at"
+            ),
+            ConditionExpression="canary_version = :version",
+            ExpressionAttributeValues=_to_item({":version": version, ":now": now_iso()}),
+        )
+
+    def end_canary(self, dataset: str, *, version: int) -> None:
+        """Stop sending traffic to the canary; production is untouched."""
+        self.dynamodb.update_item(
+            TableName=self.table,
+            Key=_to_item({"pk": _model_key(dataset), "sk": "RELEASE"}),
+            UpdateExpression=(
+                "SET updated_at = :now REMOVE canary_version, canary_weight, canary_started_at"
+            ),
+            ConditionExpression="canary_version = :version",
+            ExpressionAttributeValues=_to_item({":version": version, ":now": now_iso()}),
+        )
+
     def _get(self, pk: str, sk: str) -> dict[str, Any] | None:
         response = self.dynamodb.get_item(
             TableName=self.table, Key=_to_item({"pk": pk, "sk": sk}), ConsistentRead=True

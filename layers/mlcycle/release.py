@@ -1,0 +1,156 @@
+"""Stage 9, release: the gate's winner reaches production directly (first model) or through a
+canary that live traffic judges; a rejected model is never served."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from mlcycle.adapters.lake import Lake
+from mlcycle.adapters.registry import Registry, now_iso
+from mlcycle.context import ReleaseResult, RunContext, required
+from mlcycle.domain.canary import CanaryPolicy, judge, version_stats
+from mlcycle.lake_layout import Zone
+from mlcycle.spec import ProblemSpec
+
+
+class ReleaseConflictError(Exception):
+    """Another release of the dataset is in progress; this one must not overwrite it."""
+
+
+def _spec(ctx: RunContext, lake: Lake) -> ProblemSpec:
+    return ProblemSpec.model_validate(
+        lake.get_json(required(ctx.problem, "define_problem").spec_uri)
+    )
+
+
+def _finish_run(ctx: RunContext, registry: Registry, result: ReleaseResult) -> None:
+    registry.update_run(
+        required(ctx.problem, "define_problem").dataset,
+        ctx.run_id,
+        {
+            "status": "SUCCEEDED",
+            "finished_at": now_iso(),
+            "task": required(ctx.process, "process_data").task.value,
+            "model_version": result.model_version,
+            "model_stage": result.stage,
+            "release": result.reason,
+        },
+    )
+
+
+def start_release(ctx: RunContext, lake: Lake, registry: Registry) -> ReleaseResult:
+    """Rejected stays rejected; the first model goes to production; others start a canary."""
+    dataset = required(ctx.problem, "define_problem").dataset
+    version = required(ctx.registration, "register_model").model_version
+    gate = required(ctx.evaluate, "evaluate_models").gate
+    release = registry.get_release(dataset) or {}
+    production = release.get("production_version")
+    if not gate.passed:
+        result = ReleaseResult(
+            action="done",
+            model_version=version,
+            stage="rejected",
+            production_version=production,
+            reason=gate.reason,
+        )
+    elif production is None:
+        registry.set_release(dataset, production_version=version, expected_production=None)
+        registry.set_stage(dataset, version, "production", f"first model: {gate.reason}")
+        result = ReleaseResult(
+            action="done",
+            model_version=version,
+            stage="production",
+            production_version=version,
+            reason=f"first model of {dataset}: {gate.reason}",
+        )
+    else:
+        policy = _spec(ctx, lake).release
+        if release.get("canary_version") is not None:
+            raise ReleaseConflictError(
+                f"v{release['canary_version']} of {dataset} is being released as a canary; "
+                f"v{version} was registered but not released (release it after that one ends)"
+            )
+        registry.start_canary(
+            dataset, version=version, weight=policy.canary_weight, expected_production=production
+        )
+        registry.set_stage(dataset, version, "canary", gate.reason)
+        return ReleaseResult(
+            action="canary",
+            model_version=version,
+            stage="canary",
+            production_version=int(production),
+            reason=f"v{version} serves {policy.canary_weight:.0%} of traffic against "
+            f"production v{production}",
+            bake_seconds=policy.bake_seconds,
+            started_at=now_iso(),
+        )
+    _finish_run(ctx, registry, result)
+    return result
+
+
+def judge_canary(ctx: RunContext, lake: Lake, registry: Registry) -> ReleaseResult:
+    """Compare the canary's captured traffic with production's; promote, roll back or wait."""
+    dataset = required(ctx.problem, "define_problem").dataset
+    current = required(ctx.release, "release_model")
+    canary, production = current.model_version, int(required(current.production_version, "release"))
+    policy = _spec(ctx, lake).release
+    records = list(captured_since(lake, dataset, required(current.started_at, "release")))
+    verdict = judge(
+        version_stats(records, canary),
+        version_stats(records, production),
+        CanaryPolicy(
+            min_requests=policy.min_requests,
+            max_error_rate_increase=policy.max_error_rate_increase,
+            max_latency_ratio=policy.max_latency_ratio,
+            max_prediction_psi=policy.max_prediction_psi,
+            max_waits=policy.max_waits,
+        ),
+        waits_so_far=current.waits,
+    )
+    if verdict.decision == "wait":
+        return current.model_copy(update={"waits": current.waits + 1, "reason": verdict.reason})
+    if verdict.decision == "promote":
+        registry.promote_canary(dataset, version=canary)
+        registry.set_stage(dataset, canary, "production", verdict.reason)
+        registry.set_stage(dataset, production, "archived", f"replaced by v{canary}")
+        result = current.model_copy(
+            update={
+                "action": "done",
+                "stage": "production",
+                "production_version": canary,
+                "reason": verdict.reason,
+            }
+        )
+    else:
+        registry.end_canary(dataset, version=canary)
+        registry.set_stage(dataset, canary, "rolled_back", verdict.reason)
+        result = current.model_copy(
+            update={"action": "done", "stage": "rolled_back", "reason": verdict.reason}
+        )
+    lake.put_json(
+        f"{Zone.RUNS.prefix}dataset={dataset}/run={ctx.run_id}/canary.json", verdict.to_json()
+    )
+    _finish_run(ctx, registry, result)
+    return result
+
+
+def captured_since(lake: Lake, dataset: str, started_at: str) -> Iterator[dict[str, Any]]:
+    """The endpoint's capture records of a dataset from `started_at` on."""
+    start = datetime.fromisoformat(started_at)
+    day = start.date()
+    while day <= datetime.now(UTC).date():
+        prefix = f"{Zone.CAPTURE.prefix}dataset={dataset}/dt={day.isoformat()}/"
+        for page in lake.s3.get_paginator("list_objects_v2").paginate(
+            Bucket=lake.bucket, Prefix=prefix
+        ):
+            for obj in page.get("Contents", []):
+                body = gzip.decompress(lake.get_bytes(lake.uri(obj["Key"])))
+                for line in body.splitlines():
+                    record = json.loads(line)
+                    if datetime.fromisoformat(record["time"]) >= start:
+                        yield record
+        day += timedelta(days=1)
