@@ -12,7 +12,7 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
-from constructs import Construct
+from constructs import Construct, IConstruct
 
 from mlcycle.lake_layout import Zone
 
@@ -91,8 +91,10 @@ def function_role(
     return role
 
 
-def acknowledge(scope: Construct, rule: str, reason: str) -> None:
+def acknowledge(scope: IConstruct | None, rule: str, reason: str) -> None:
     """Acknowledge one cdk-nag AwsSolutions finding on `scope` (and its children only)."""
+    if scope is None:
+        raise ValueError(f"nothing to acknowledge {rule} on")
     Validations.of(scope).acknowledge(Acknowledgment(id=f"AwsSolutions::{rule}", reason=reason))
 
 

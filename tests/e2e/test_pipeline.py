@@ -38,9 +38,9 @@ def _run_dir(outcome: RunOutcome, zone: str) -> Path:
     return matches[0]
 
 
-def _assert_succeeded(outcome: RunOutcome) -> None:
+def _assert_succeeded(outcome: RunOutcome, *, canary: bool = False) -> None:
     assert outcome.status == "SUCCEEDED", outcome.error
-    assert [s.name for s in outcome.stages] == ALL_STAGES
+    assert [s.name for s in outcome.stages] == ALL_STAGES + (["judge_canary"] if canary else [])
     assert all(s.status == "SUCCEEDED" and s.seconds is not None for s in outcome.stages)
     run_json = json.loads(Path(outcome.out_dir, "run.json").read_text())
     assert run_json["status"] == "SUCCEEDED"
@@ -113,9 +113,11 @@ def test_a_second_run_is_compared_with_production_and_versioned(tmp_path: Path) 
     first = run_local(data, target="species", out_dir=tmp_path / "out")
     penguins.sample(frac=1.0, random_state=3).to_csv(data, index=False)  # a new object version
     second = run_local(data, target="species", out_dir=tmp_path / "out")
-    _assert_succeeded(second)
+    _assert_succeeded(second, canary=True)
     assert (first.model_version, second.model_version) == (1, 2)
     assert "production v1" in second.gate["reason"]
+    # No traffic reached the local canary while it baked: promoted on its offline evaluation.
+    assert second.model_stage == "production"
     registry = json.loads(Path(second.out_dir, "registry.json").read_text())
     stages = {item["version"]: item["stage"] for item in registry if "version" in item}
     assert stages == {1: "archived", 2: "production"}

@@ -128,6 +128,11 @@ def holdout_with_surprises(task: Task) -> pd.DataFrame:
 def test_every_candidate_exports_and_matches_sklearn_on_the_whole_holdout(task, algorithm):
     _, schema = engineered(task)
     pipeline, onnx_bytes = fitted(task, algorithm)
+    outputs = onnx.load_from_string(onnx_bytes).graph.output
+    assert {o.type.tensor_type.elem_type for o in outputs} <= {
+        onnx.TensorProto.STRING,
+        onnx.TensorProto.DOUBLE,
+    }
     rows = holdout_with_surprises(task)
     parity = check_parity(pipeline, onnx_bytes, rows, schema)
     assert parity.rows == len(rows)
@@ -171,6 +176,10 @@ def test_plain_onnxruntime_runs_the_graph_from_the_serving_inputs():
         ("color", "tensor(string)", 1),
         ("city", "tensor(string)", 1),
         ("day", "tensor(float)", 1),
+    ]
+    assert [(o.name, o.type) for o in session.get_outputs()] == [
+        ("label", "tensor(string)"),
+        ("probabilities", "tensor(double)"),
     ]
     one = fs.holdout.iloc[[0]]
     inputs = serving_inputs(one, schema)

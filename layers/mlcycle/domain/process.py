@@ -169,16 +169,18 @@ class _Column:
         else:
             assert series is not None
             self.n, self.nulls = len(series), int(series.isna().sum())
+        self.count = self.n - self.nulls
         if self.kind is _NUMBER:
             assert arrow is not None
-            if pa.types.is_floating(arrow.type) and pc.any(pc.is_nan(arrow)).as_py():
-                arrow = pc.if_else(pc.is_nan(arrow), pa.scalar(None, arrow.type), arrow)
-                self.arrow, self.nulls = arrow, arrow.null_count
-            if self.float_view and pa.types.is_integer(arrow.type) and self.nulls < self.n:
+            if pa.types.is_floating(arrow.type):
+                nans = int(np.isnan(self.numbers).sum())
+                if nans > self.nulls:  # NaN is a missing value to pandas, a number to Arrow
+                    arrow = pc.if_else(pc.is_nan(arrow), pa.scalar(None, arrow.type), arrow)
+                    self.arrow, self.nulls, self.count = arrow, nans, self.n - nans
+            elif self.nulls and self.count:
                 low, high = self.min_max
                 if max(abs(float(low)), abs(float(high))) >= _EXACT_FLOAT:
                     self.kind = _OTHER  # pandas would round these to float64: let it
-        self.count = self.n - self.nulls
 
     @property
     def values(self) -> pa.ChunkedArray:
@@ -235,9 +237,14 @@ class _Column:
         if not chunks:
             return np.empty(0, np.int32), pa.array([], values.type.value_type)
         indices = pa.chunked_array([c.indices for c in chunks], values.type.index_type)
-        codes: np.ndarray = pc.fill_null(indices, -1).to_numpy()
         dictionary = chunks[0].dictionary
-        used = np.bincount(codes + 1, minlength=len(dictionary) + 1)[1:] > 0
+        codes: np.ndarray
+        if indices.null_count:
+            codes = pc.fill_null(indices, -1).to_numpy()
+            used = np.bincount(codes + 1, minlength=len(dictionary) + 1)[1:] > 0
+        else:
+            codes = indices.to_numpy()
+            used = np.bincount(codes, minlength=len(dictionary)) > 0
         if not used.all():  # a dictionary may hold values no row uses: drop them
             self.unified = None
             renumber = np.full(len(dictionary) + 1, -1, np.int64)
@@ -297,17 +304,21 @@ class _Column:
     @functools.cached_property
     def min_max(self) -> tuple[Any, Any]:
         """The least and greatest non-null value (there is at least one)."""
-        if self.kind is _TEXT:
-            low, high = pc.min_max(self.values).values()
-            return low.as_py(), high.as_py()
-        values = self.present  # numpy's min and max are many times faster than Arrow's
-        return values.min(), values.max()
+        if self.kind is _NUMBER:  # numpy's min and max are many times faster than Arrow's
+            numbers = self.numbers
+            if self.nulls:
+                return np.nanmin(numbers), np.nanmax(numbers)
+            return numbers.min(), numbers.max()
+        if self.kind is _TIME:
+            present = (self.values.drop_null() if self.nulls else self.values).to_numpy()
+            return present.min(), present.max()
+        low, high = pc.min_max(self.values).values()
+        return low.as_py(), high.as_py()
 
     @functools.cached_property
-    def present(self) -> np.ndarray:
-        """The non-null values of a number or time column, as numpy."""
-        values = self.values if not self.nulls else self.values.drop_null()
-        array: np.ndarray = values.to_numpy()
+    def numbers(self) -> np.ndarray:
+        """A number column as numpy: float64 with NaN for nulls, or integers if none."""
+        array: np.ndarray = self.values.to_numpy()
         return array
 
     def first(self) -> object:
@@ -319,8 +330,9 @@ class _Column:
         """Whether every value is a whole number (inf counts, as `v == np.round(v)` says)."""
         if pa.types.is_integer(self.values.type):
             return True
-        values = self.present
-        return bool(np.all(values == np.round(values)))
+        numbers = self.numbers
+        whole = numbers == np.round(numbers)
+        return bool(np.all(whole | np.isnan(numbers)) if self.nulls else np.all(whole))
 
     def float_range(self) -> tuple[float, float]:
         """The least and greatest value, as float64 (what the pandas rules compute)."""
@@ -688,11 +700,10 @@ def _coerce_column(
         numbers = column.values.cast(pa.float64(), safe=False)
         if not pa.types.is_floating(column.values.type):
             return numbers, None
-        infinite = pc.is_inf(numbers)
-        if not pc.any(infinite).as_py():
+        failed = np.isinf(column.numbers)
+        if not failed.any():
             return numbers, None
-        failed = pc.fill_null(infinite, False).to_numpy()
-        return pc.if_else(infinite, pa.scalar(None, pa.float64()), numbers), failed
+        return pc.if_else(pa.array(failed), pa.scalar(None, pa.float64()), numbers), failed
     if typ is ColumnType.DATETIME and kind is _TIME:
         return column.values.cast(pa.timestamp("us")), None
     if typ is ColumnType.CATEGORICAL and kind in (_NUMBER, _TEXT):

@@ -1,0 +1,188 @@
+"""The monitor's HTML report: one self-contained page drawn from `DriftResult.to_json()` alone
+(inline CSS, plots as inline base64 PNG, no external resource), so the page can be rebuilt
+from the stored JSON at any time."""
+
+from __future__ import annotations
+
+import html
+from typing import Any
+
+import numpy as np
+
+from mlcycle.domain.explore import (
+    _BLUE,
+    _CSS,
+    _GREY,
+    _ORANGE,
+    _card,
+    _figure,
+    _fmt,
+    _img,
+    _label,
+    _pct,
+    _png,
+)
+
+Json = dict[str, Any]
+MAX_PLOTTED_BINS = 25  # categorical features: the largest bins, the rest summed as one bar
+
+_EXTRA_CSS = """
+.state{border-radius:6px;padding:10px 14px;margin:12px 0;font-weight:600}
+.state.alarm{background:#f9d0d0;color:#8a1c1c} .state.ok{background:#d7f0dc;color:#1d5e2c}
+.state.idle{background:#e8eaee;color:#444} .state ul{margin:6px 0 0;font-weight:400}
+tr.drifted td{background:#fff4e5}
+"""
+
+
+def render_drift_report(result_json: Json, *, title: str) -> str:
+    """The page: alarm state, summary cards, the feature table, prediction drift, live
+    quality and one section per feature with its reference-vs-window plot."""
+    e = html.escape
+    r = result_json
+    features = sorted(r["features"], key=lambda f: -(f["psi"] or 0.0))  # worst first
+    prediction, live = r.get("prediction"), r.get("live")
+    if not r["enough_samples"]:
+        state, word = "idle", "not judged"
+    else:
+        state, word = ("alarm", "ALARM") if r["alarm"] else ("ok", "OK")
+    reasons = "".join(f"<li>{e(str(x))}</li>" for x in r["reasons"])
+    limits = r.get("limits", {})
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>{e(title)}</title><style>{_CSS}{_EXTRA_CSS}</style></head><body><main>",
+        f"<h1>{e(title)}</h1>",
+        f'<p class="muted">a window of {r["sample_size"]:,} rows against a training baseline '
+        f"of {r['baseline_row_count']:,} rows; a feature drifts when its PSI exceeds "
+        f"{e(_fmt(limits.get('psi_threshold')))}</p>",
+        f'<div class="state {state}">{word}<ul>{reasons}</ul></div>',
+        '<div class="cards">',
+        _card("rows", f"{r['sample_size']:,}"),
+        _card("drifted features", f"{r['n_drifted']} of {len(features)}"),
+    ]
+    if prediction:
+        parts.append(_card("prediction PSI", _fmt(prediction["psi"])))
+    if live and live.get("value") is not None:
+        parts.append(_card(f"live {live['primary_metric']}", _fmt(live["value"])))
+    parts.append(_card("alarm", "yes" if r["alarm"] else "no"))
+    parts.append("</div>")
+
+    parts.append("<h2>Features</h2>")
+    parts.append(_features_table(features))
+    parts.append(
+        '<p class="muted">PSI over the baseline bins plus a missing-value bin (alerts use it); '
+        "KS: the Kolmogorov-Smirnov statistic against the baseline CDF, an effect size; "
+        "Cramér's V of the training-vs-window category table; unknown: share of values the "
+        "baseline does not list (* the baseline lists only the top categories).</p>"
+    )
+
+    if prediction:
+        parts.append("<h2>Prediction drift</h2>")
+        rows = [("task", prediction["task"]), ("predictions", f"{prediction['n']:,}")]
+        rows += [("PSI", _fmt(prediction["psi"]))]
+        if prediction.get("ks") is not None:
+            rows.append(("KS", _fmt(prediction["ks"])))
+        if prediction.get("drifted") is not None:
+            rows.append(("drifted", "yes" if prediction["drifted"] else "no"))
+        parts.append(_section("prediction", "predictions", rows, prediction))
+
+    if live:
+        parts.append("<h2>Live quality</h2>")
+        if live.get("metrics"):
+            cells = "".join(
+                f"<tr><th>{e(k)}</th><td class=n>{e(_fmt(v))}</td></tr>"
+                for k, v in live["metrics"].items()
+            )
+            parts.append(f"<table style='width:auto'>{cells}</table>")
+        note = f"{live.get('n_labels', 0):,} labelled predictions"
+        if live.get("reason"):
+            note += f"; {live['reason']}"
+        parts.append(f'<p class="muted">{e(note)}</p>')
+
+    parts.append("<h2>Feature details</h2>")
+    for i, f in enumerate(features):
+        parts.append(_section(f"feat-{i}", f["name"], _feature_stats(f), f))
+    parts.append("</main></body></html>")
+    return "\n".join(parts)
+
+
+def _features_table(features: list[Json]) -> str:
+    e = html.escape
+    rows = []
+    for i, f in enumerate(features):
+        unknown = _pct(f.get("unknown_rate"))
+        if unknown and f.get("unknown_exact") is False:
+            unknown += "*"
+        badge = '<span class="badge bad">drifted</span>' if f["drifted"] else ""
+        rows.append(
+            f'<tr class="{"drifted" if f["drifted"] else ""}">'
+            f'<td><a href="#feat-{i}">{e(f["name"])}</a></td><td>{e(f["type"])}</td>'
+            f"<td class=n>{_fmt(f['psi'])}</td><td class=n>{_fmt(f.get('ks'))}</td>"
+            f"<td class=n>{_fmt(f.get('cramers_v'))}</td>"
+            f"<td class=n>{_pct(f['missing_rate'])} "
+            f"<span class=muted>({_pct(f['baseline_missing_rate'])})</span></td>"
+            f"<td class=n>{unknown}</td><td>{badge}</td></tr>"
+        )
+    head = (
+        "<tr><th>feature</th><th>type</th><th>PSI</th><th>KS</th><th>Cramér's V</th>"
+        "<th>missing (training)</th><th>unknown</th><th></th></tr>"
+    )
+    return f"<table>{head}{''.join(rows)}</table>"
+
+
+def _feature_stats(f: Json) -> list[tuple[str, str]]:
+    rows = [
+        ("type", f["type"]),
+        ("values in window", f"{f['n']:,}"),
+        ("PSI", _fmt(f["psi"])),
+        ("drifted", "yes" if f["drifted"] else "no"),
+        ("missing", f"{_pct(f['missing_rate'])} (training {_pct(f['baseline_missing_rate'])})"),
+    ]
+    if f.get("ks") is not None:
+        rows.append(("KS", f"{_fmt(f['ks'])} ({f.get('ks_grid')}-point baseline CDF)"))
+    if f.get("mean") is not None or f.get("baseline_mean") is not None:
+        rows.append(("mean", f"{_fmt(f.get('mean'))} (training {_fmt(f.get('baseline_mean'))})"))
+    if f.get("cramers_v") is not None:
+        rows.append(("Cramér's V", _fmt(f["cramers_v"])))
+    if f.get("unknown_rate") is not None:
+        rows.append(("unknown categories", _pct(f["unknown_rate"])))
+    return rows
+
+
+def _section(anchor: str, name: str, stats: list[tuple[str, str]], shares: Json) -> str:
+    e = html.escape
+    rows = "".join(f"<tr><th>{e(k)}</th><td class=n>{e(v)}</td></tr>" for k, v in stats)
+    plot = _shares_plot(shares["bins"], shares["reference"], shares["current"])
+    img = _img(plot, name) if plot else '<p class="muted">nothing to plot</p>'
+    return (
+        f'<section class="column" id="{e(anchor)}"><div class="stats"><h3>{e(name)}</h3>'
+        f"<table>{rows}</table></div><div>{img}</div></section>"
+    )
+
+
+def _shares_plot(bins: list[str], reference: list[float], current: list[float]) -> str | None:
+    """Training and window shares side by side per bin (horizontal, first bin on top)."""
+    if not bins or len(bins) != len(reference) or len(bins) != len(current):
+        return None
+    labels = list(bins)
+    ref = np.asarray([x or 0.0 for x in reference], dtype="float64")
+    cur = np.asarray([x or 0.0 for x in current], dtype="float64")
+    if len(labels) > MAX_PLOTTED_BINS:
+        keep = np.sort(np.argsort(-np.maximum(ref, cur), kind="stable")[: MAX_PLOTTED_BINS - 1])
+        rest = np.setdiff1d(np.arange(len(labels)), keep)
+        labels = [labels[i] for i in keep] + [f"({rest.size} more)"]
+        ref = np.r_[ref[keep], ref[rest].sum()]
+        cur = np.r_[cur[keep], cur[rest].sum()]
+    fig, ax = _figure(max(2.5, 0.6 + 0.28 * len(labels)))
+    pos = np.arange(len(labels))
+    ax.barh(pos - 0.2, 100 * ref, height=0.4, color=_GREY, label="training")
+    ax.barh(pos + 0.2, 100 * cur, height=0.4, color=_BLUE, label="window")
+    moved = np.abs(cur - ref) >= 0.05  # mark the bins that moved by 5 points or more
+    for p in pos[moved]:
+        ax.axhspan(p - 0.45, p + 0.45, color=_ORANGE, alpha=0.12, lw=0)
+    ax.set_yticks(pos, [_label(str(v)) for v in labels])
+    ax.invert_yaxis()
+    ax.set_xlabel("% of rows", fontsize=8)
+    ax.legend(fontsize=7, frameon=False, loc="lower right")
+    return _png(fig)
