@@ -23,10 +23,24 @@ def _request_id() -> str:
     return str(app.current_event.request_context.request_id or app.lambda_context.aws_request_id)
 
 
+def _client_key() -> str | None:
+    """Who is asking, for stable canary routing: an explicit header, else the caller."""
+    event = app.current_event
+    identity = event.request_context.identity
+    return (
+        event.headers.get("x-client-id")
+        or event.headers.get("X-Client-Id")
+        or identity.user_arn
+        or identity.caller
+        or identity.source_ip
+    )
+
+
 # Powertools matches `<name>` with a pattern that allows ':', then backtracks to `:predict`.
 @app.post("/v1/models/<name>:predict")
 def predict(name: str) -> Response:
-    return _json(200, api.predict(name, app.current_event.decoded_body, _request_id()))
+    body = app.current_event.decoded_body
+    return _json(200, api.predict(name, body, _request_id(), _client_key()))
 
 
 @app.get("/v1/models/<name>")

@@ -61,10 +61,21 @@ def test_flushes_when_full_not_before() -> None:
         "request_id": "r1",
         "model": "churn",
         "model_version": 2,
+        "status": "ok",
+        "latency_ms": None,
         "instance": {"x": 0},
         "prediction": {"value": 0.0},
     }
     assert len(buffer) == 0
+
+
+def test_a_failed_request_is_captured_as_an_error_of_its_version() -> None:
+    store = Store()
+    buffer = CaptureBuffer(store.put, max_records=10, clock=lambda: 1_767_225_600.0)
+    buffer.add_failure(request_id="r9", model="churn", version=3)
+    buffer.flush()
+    (record,) = store.records()
+    assert (record["model_version"], record["status"], record["instance"]) == (3, "error", None)
 
 
 def test_flushes_when_old() -> None:

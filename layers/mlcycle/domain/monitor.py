@@ -414,6 +414,8 @@ def live_quality(
     fewer than `min_labels` pairs there is no metric, and `reason` says why.
     """
     task = Task(task)
+    if primary_metric not in METRICS or task not in METRICS[primary_metric][0]:
+        raise BadInputError(f"{primary_metric!r} is not a {task.value} metric")
     pred = pd.Series(np.asarray(predictions, dtype=object))
     label = pd.Series(np.asarray(labels, dtype=object))
     if len(pred) != len(label):
@@ -428,7 +430,7 @@ def live_quality(
         known = set(classes)
         in_classes = (pred.map(str).isin(known) & label.map(str).isin(known)).to_numpy()
         dropped["unknown_class"] = int((keep & ~in_classes).sum())
-        keep &= in_classes
+        keep = keep & in_classes
         if proba is None:
             label_only = ["log_loss", "roc_auc"]
     n = int(keep.sum())
@@ -440,8 +442,6 @@ def live_quality(
         "metrics": {},
         "reason": None,
     }
-    if primary_metric not in METRICS or task not in METRICS[primary_metric][0]:
-        raise BadInputError(f"{primary_metric!r} is not a {task.value} metric")
     if n < min_labels:
         out["reason"] = f"only {n} labelled predictions; at least {min_labels} are needed"
         return out

@@ -23,12 +23,16 @@ def _dimensions(name: str, version: int | None) -> None:
     runtime.metrics.add_dimension(name="model_version", value=str(version) if version else "none")
 
 
-def predict(name: str, body: str | bytes | None, request_id: str) -> dict[str, Any]:
+def predict(
+    name: str, body: str | bytes | None, request_id: str, client_key: str | None = None
+) -> dict[str, Any]:
+    """Predictions of the version this client is routed to (production, or during a release
+    the canary for a stable share of clients); the response names the version."""
     started = time.perf_counter()
     rt = runtime.get()
     metrics = runtime.metrics
     try:
-        model = rt.models.get(name)
+        model = rt.models.get(name, client_key)
     except ServingError as error:
         _dimensions(name, error.details.get("version"))
         metrics.add_metric(name="ModelErrors", unit=MetricUnit.Count, value=1)
@@ -40,7 +44,13 @@ def predict(name: str, body: str | bytes | None, request_id: str) -> dict[str, A
     except InvalidRequestError:
         metrics.add_metric(name="InvalidRequests", unit=MetricUnit.Count, value=1)
         raise
-    predictions = model.run(batch)
+    try:
+        predictions = model.run(batch)
+    except Exception:
+        if rt.settings.capture_enabled:
+            rt.capture.add_failure(request_id=request_id, model=name, version=model.version)
+        metrics.add_metric(name="InferenceErrors", unit=MetricUnit.Count, value=1)
+        raise
     if rt.settings.capture_enabled:
         rt.capture.add(
             request_id=request_id,
@@ -48,6 +58,7 @@ def predict(name: str, body: str | bytes | None, request_id: str) -> dict[str, A
             version=model.version,
             instances=instances,
             predictions=predictions,
+            latency_ms=round((time.perf_counter() - started) * 1000, 3),
         )
     response: dict[str, Any] = {"predictions": predictions, "model_version": model.version}
     if batch.unknown_categories:

@@ -1,7 +1,9 @@
 """Capture of every prediction to the lake's capture zone, buffered per container.
 
 Each prediction becomes one JSON line:
-`{"time", "request_id", "model", "model_version", "instance": {...}, "prediction": {...}}`
+`{"time", "request_id", "model", "model_version", "status": "ok", "latency_ms",
+"instance": {...}, "prediction": {...}}`; a request the model failed to answer becomes one
+line with `"status": "error"` and no instance (a canary is judged on both).
 and a buffer is written as one gzip JSON-lines object,
 `capture/dataset=<name>/dt=YYYY-MM-DD/<uuid>.jsonl.gz`, when it holds `max_records` records or
 its oldest record is `max_seconds` old (checked after each request), or on `flush()`.
@@ -33,6 +35,8 @@ from typing import Any
 from mlcycle.lake_layout import Zone
 
 Put = Callable[[str, bytes], None]  # (key, body) -> None; raises on failure
+# (time, request id, model, version, status, latency ms, instance, prediction)
+_Record = tuple[float, str, str, int, str, float | None, Any, Any]
 
 
 def capture_key(dataset: str, day: str) -> str:
@@ -64,7 +68,7 @@ class CaptureBuffer:
         self.max_buffered = max_buffered or 10 * max_records
         self.clock = clock
         # Records are kept as tuples and serialized at flush: the request path only appends.
-        self._records: list[tuple[float, str, str, int, Any, Any]] = []
+        self._records: list[_Record] = []
         self._oldest: float | None = None
         self._retry_at = 0.0
         self._dropped = 0
@@ -81,15 +85,24 @@ class CaptureBuffer:
         version: int,
         instances: list[Any],
         predictions: list[Any],
+        latency_ms: float | None = None,
     ) -> None:
         now = self.clock()
         with self._lock:
             if self._oldest is None:
                 self._oldest = now
             self._records.extend(
-                (now, request_id, model, version, instance, prediction)
+                (now, request_id, model, version, "ok", latency_ms, instance, prediction)
                 for instance, prediction in zip(instances, predictions, strict=True)
             )
+
+    def add_failure(self, *, request_id: str, model: str, version: int) -> None:
+        """A request this version failed to answer (counted against it when judged)."""
+        now = self.clock()
+        with self._lock:
+            if self._oldest is None:
+                self._oldest = now
+            self._records.append((now, request_id, model, version, "error", None, None, None))
 
     def due(self) -> bool:
         if not self._records:
@@ -109,11 +122,11 @@ class CaptureBuffer:
         with self._lock:
             records, self._records, self._oldest = self._records, [], None
         result = FlushResult()
-        groups: dict[tuple[str, str], list[tuple[float, str, str, int, Any, Any]]] = {}
+        groups: dict[tuple[str, str], list[_Record]] = {}
         for record in records:
             day = datetime.fromtimestamp(record[0], UTC).strftime("%Y-%m-%d")
             groups.setdefault((record[2], day), []).append(record)
-        kept: list[tuple[float, str, str, int, Any, Any]] = []
+        kept: list[_Record] = []
         for (dataset, day), group in groups.items():
             key = capture_key(dataset, day)
             try:
@@ -137,7 +150,7 @@ class CaptureBuffer:
         return result
 
 
-def _encode(records: list[tuple[float, str, str, int, Any, Any]]) -> bytes:
+def _encode(records: list[_Record]) -> bytes:
     lines = [
         json.dumps(
             {
@@ -145,12 +158,14 @@ def _encode(records: list[tuple[float, str, str, int, Any, Any]]) -> bytes:
                 "request_id": request_id,
                 "model": model,
                 "model_version": version,
+                "status": status,
+                "latency_ms": latency_ms,
                 "instance": instance,
                 "prediction": prediction,
             },
             separators=(",", ":"),
             allow_nan=True,  # a NaN cannot reach here (validation refuses it), but never fail
         )
-        for at, request_id, model, version, instance, prediction in records
+        for at, request_id, model, version, status, latency_ms, instance, prediction in records
     ]
     return gzip.compress(("\n".join(lines) + "\n").encode(), compresslevel=6)

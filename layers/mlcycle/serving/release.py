@@ -1,9 +1,11 @@
 """Which model version to serve, and the loaded model: once per container per (name, version).
 
-The release pointer (`pk=MODEL#<name>, sk=RELEASE`, `production_version`) is read from the
-registry table and cached for `ttl` seconds, so a promotion or rollback reaches every warm
-container within that time at one DynamoDB read per container per TTL. A new version is
-loaded on the first request that sees it; the old one is dropped.
+The release pointer (`pk=MODEL#<name>, sk=RELEASE`: `production_version`, and during a
+release `canary_version` and `canary_weight`) is read from the registry table and cached for
+`ttl` seconds, so a promotion or rollback reaches every warm container within that time at one
+DynamoDB read per container per TTL. During a canary, each request goes to the canary or to
+production by a stable hash of its client key, so one client keeps seeing one version. A new
+version is loaded on the first request that needs it; versions no longer released are dropped.
 
 Failures are cached for the same TTL: a corrupt artifact must not make every request
 re-download it, and an unknown name must not cost two DynamoDB reads per request.
@@ -11,6 +13,7 @@ re-download it, and an unknown name must not cost two DynamoDB reads per request
 
 from __future__ import annotations
 
+import hashlib
 import re
 import threading
 import time
@@ -33,9 +36,24 @@ _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 _MAX_REMEMBERED_NAMES = 1024  # bounds the pointer cache against requests for random names
 
 
+@dataclass(frozen=True)
+class Release:
+    production: int
+    canary: int | None = None
+    canary_weight: float = 0.0
+
+    def version_for(self, client_key: str | None) -> int:
+        """Production, or the canary for the share of client keys its weight says."""
+        if self.canary is None or not client_key:
+            return self.production
+        digest = hashlib.blake2b(client_key.encode(), digest_size=8).digest()
+        bucket = int.from_bytes(digest, "big") / 2**64  # uniform in [0, 1), stable per key
+        return self.canary if bucket < self.canary_weight else self.production
+
+
 @dataclass
 class _Pointer:
-    version: int | None
+    release: Release | None
     error: ServingError | None
     read_at: float
 
@@ -69,7 +87,7 @@ class ModelCache:
         self.clock = clock
         self.on_load_failure = on_load_failure
         self._pointers: dict[str, _Pointer] = {}
-        self._models: dict[str, LoadedModel] = {}
+        self._models: dict[tuple[str, int], LoadedModel] = {}
         self._failures: dict[tuple[str, int], _Failure] = {}
         self._lock = threading.Lock()  # Lambda is single-threaded; the local server may not be
 
@@ -77,8 +95,9 @@ class ModelCache:
     def loaded(self) -> list[LoadedModel]:
         return list(self._models.values())
 
-    def get(self, name: str) -> LoadedModel:
-        """The released model of `name`, loading it if needed; raises a `ServingError`."""
+    def get(self, name: str, client_key: str | None = None) -> LoadedModel:
+        """The released model of `name` for this client, loading it if needed; raises a
+        `ServingError`."""
         now = self.clock()
         pointer = self._pointers.get(name)
         if pointer is None or now - pointer.read_at >= self.ttl:
@@ -86,42 +105,48 @@ class ModelCache:
                 pointer = self._refresh(name, now, stale=pointer)
         if pointer.error is not None:
             raise pointer.error
-        assert pointer.version is not None
-        model = self._models.get(name)
-        if model is not None and model.version == pointer.version:
+        assert pointer.release is not None
+        version = pointer.release.version_for(client_key)
+        model = self._models.get((name, version))
+        if model is not None:
             return model
         with self._lock:
-            return self._load(name, pointer.version, now)
+            return self._load(name, version, now, keep=pointer.release)
 
     # -- the pointer --------------------------------------------------------------------------
 
     def _refresh(self, name: str, now: float, stale: _Pointer | None) -> _Pointer:
         try:
-            version = self._read_release(name)
-            pointer = _Pointer(version, None, now)
+            pointer = _Pointer(self._read_release(name), None, now)
         except ServingError as error:
             pointer = _Pointer(None, error, now)
         except Exception as error:  # the registry is unreachable or throttling
-            if stale is not None and stale.version is not None:
+            if stale is not None and stale.release is not None:
                 # Keep serving what we served: better a version up to one TTL old than a 503.
-                pointer = _Pointer(stale.version, None, now)
+                pointer = _Pointer(stale.release, None, now)
             else:
                 raise ModelUnavailableError(
                     f"cannot read the release of {name!r} from the registry: {error}", model=name
                 ) from error
         if len(self._pointers) >= _MAX_REMEMBERED_NAMES and name not in self._pointers:
-            self._pointers = {k: v for k, v in self._pointers.items() if k in self._models}
+            loaded = {model_name for model_name, _ in self._models}
+            self._pointers = {k: v for k, v in self._pointers.items() if k in loaded}
         self._pointers[name] = pointer
         return pointer
 
-    def _read_release(self, name: str) -> int:
+    def _read_release(self, name: str) -> Release:
         if not _NAME.match(name):
             raise ModelNotFoundError(f"there is no model named {name!r}", model=name)
         key = {"pk": {"S": f"MODEL#{name}"}, "sk": {"S": "RELEASE"}}
         item = self.dynamodb.get_item(TableName=self.table, Key=key).get("Item") or {}
         version = item.get("production_version", {}).get("N")
         if version is not None:
-            return int(version)
+            canary = item.get("canary_version", {}).get("N")
+            return Release(
+                production=int(version),
+                canary=int(canary) if canary is not None else None,
+                canary_weight=float(item.get("canary_weight", {}).get("N", "0")),
+            )
         registered = self.dynamodb.query(
             TableName=self.table,
             KeyConditionExpression="pk = :pk",
@@ -138,9 +163,9 @@ class ModelCache:
 
     # -- the artifact -------------------------------------------------------------------------
 
-    def _load(self, name: str, version: int, now: float) -> LoadedModel:
-        model = self._models.get(name)
-        if model is not None and model.version == version:  # loaded while we waited
+    def _load(self, name: str, version: int, now: float, *, keep: Release) -> LoadedModel:
+        model = self._models.get((name, version))
+        if model is not None:  # loaded while we waited
             return model
         failure = self._failures.get((name, version))
         if failure is not None and now - failure.at < self.ttl:
@@ -157,7 +182,10 @@ class ModelCache:
                 self.on_load_failure(name, version, error)
             raise
         self._failures.pop((name, version), None)
-        self._models[name] = model  # replaces (and frees) the previous version
+        released = {keep.production, keep.canary}
+        for key in [k for k in self._models if k[0] == name and k[1] not in released]:
+            del self._models[key]  # a version no longer released: free it
+        self._models[(name, version)] = model
         return model
 
     def _read(self, key: str, name: str, version: int) -> bytes:
