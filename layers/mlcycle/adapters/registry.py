@@ -190,7 +190,9 @@ class Registry:
                 "SET canary_version = :version, canary_weight = :weight, "
                 "canary_started_at = :now, updated_at = :now"
             ),
-            ConditionExpression="production_version = :expected AND attribute_not_exists(canary_version)",
+            ConditionExpression=(
+                "production_version = :expected AND attribute_not_exists(canary_version)"
+            ),
             ExpressionAttributeValues=_to_item(
                 {
                     ":version": version,
