@@ -32,6 +32,7 @@ class Access:
     writes: tuple[Zone, ...] = ()
     lists: tuple[Zone, ...] = ()  # zones whose keys it lists (needs s3:ListBucket)
     table: TableAccess = "none"
+    metrics_namespace: str | None = None  # publishes CloudWatch metrics in this namespace
 
 
 def function_role(
@@ -85,6 +86,14 @@ def function_role(
                 resources=[key.key_arn],
             )
         )
+    if access.metrics_namespace:
+        role.add_to_policy(
+            iam.PolicyStatement(
+                actions=["cloudwatch:PutMetricData"],
+                resources=["*"],
+                conditions={"StringEquals": {"cloudwatch:namespace": access.metrics_namespace}},
+            )
+        )
     zones = sorted({*access.reads, *access.writes})
     acknowledge_prefixes(role, bucket, zones)
     acknowledge_tracing(role)
@@ -114,6 +123,7 @@ def acknowledge_tracing(role: iam.IRole) -> None:
     acknowledge(
         role,
         "AwsSolutions-IAM5[Resource::*]",
-        "X-Ray (PutTraceSegments, PutTelemetryRecords) and CloudWatch Logs delivery "
-        "take no resource-level permissions; tests/infra checks no other action uses *.",
+        "X-Ray (PutTraceSegments, PutTelemetryRecords), CloudWatch PutMetricData (limited to "
+        "the mlcycle namespace by condition) and Logs delivery take no resource-level "
+        "permissions; tests/infra checks no other action uses *.",
     )

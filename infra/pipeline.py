@@ -3,41 +3,22 @@
 from __future__ import annotations
 
 import itertools
-from pathlib import Path
 
-from aws_cdk import ArnFormat, Duration, RemovalPolicy, Stack
-from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import ArnFormat, Duration, Stack
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
-from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_destinations as destinations
 from aws_cdk import aws_logs as logs
-from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sqs as sqs
 from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
-from infra.access import Access, acknowledge, acknowledge_tracing, function_role
-from infra.config import FunctionSizing
+from infra.access import Access, acknowledge, acknowledge_tracing
+from infra.stage_functions import StageFunctions
 from mlcycle.lake_layout import Zone
-
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
-
-# The image holds the package and the handlers; everything else in the repo stays out of it.
-IMAGE_CONTEXT_EXCLUDES = [
-    "*",
-    "!infra/pipeline.Dockerfile",
-    "!pyproject.toml",
-    "!requirements.lock",
-    "!README.md",
-    "!layers",
-    "!functions",
-    "**/__pycache__",
-    "**/*.egg-info",
-]
 
 # (handler folder, state name, result path) in lifecycle order; training is the Map between.
 STAGES_BEFORE_TRAINING = [
@@ -99,33 +80,16 @@ class Pipeline(Construct):
         scope: Construct,
         construct_id: str,
         *,
-        bucket: s3.IBucket,
-        table: dynamodb.ITable,
-        key: kms.IKey,
-        sizing: dict[str, FunctionSizing],
+        functions: StageFunctions,
         landing_prefix: str,
-        log_retention: logs.RetentionDays,
         max_training_concurrency: int,
-        removal_policy: RemovalPolicy,
-        code_version: str,
-        reserved_concurrency: int | None,
     ) -> None:
         super().__init__(scope, construct_id)
-        self._bucket = bucket
-        self._table = table
-        self._key = key
-        self._reserved_concurrency = reserved_concurrency
-        self._sizing = sizing
-        self._log_retention = log_retention
-        self._removal_policy = removal_policy
-        self._environment = {
-            "LAKE_BUCKET": bucket.bucket_name,
-            "REGISTRY_TABLE": table.table_name,
-            "MLCYCLE_CODE_VERSION": code_version,
-            "POWERTOOLS_SERVICE_NAME": "mlcycle",
-            "POWERTOOLS_METRICS_NAMESPACE": "mlcycle",
-            "POWERTOOLS_LOG_LEVEL": "INFO",
-        }
+        self._factory = functions
+        self._key = functions.key
+        self._log_retention = functions.log_retention
+        self._removal_policy = functions.removal_policy
+        bucket = functions.bucket
         self.functions: dict[str, lambda_.DockerImageFunction] = {}
 
         self.state_machine = self._state_machine(max_training_concurrency)
@@ -184,41 +148,7 @@ class Pipeline(Construct):
         )
 
     def _function(self, name: str) -> lambda_.DockerImageFunction:
-        size = self._sizing[name]
-        log_group = logs.LogGroup(
-            self,
-            f"{_camel(name)}Logs",
-            retention=self._log_retention,
-            removal_policy=self._removal_policy,
-            encryption_key=self._key,
-        )
-        role = function_role(
-            self,
-            f"{_camel(name)}Role",
-            access=ACCESS[name],
-            bucket=self._bucket,
-            table=self._table,
-            key=self._key,
-            log_group=log_group,
-        )
-        function = lambda_.DockerImageFunction(
-            self,
-            _camel(name),
-            description=f"mlcycle stage: {name}",
-            code=lambda_.DockerImageCode.from_image_asset(
-                str(PROJECT_ROOT),
-                file="infra/pipeline.Dockerfile",
-                cmd=[f"functions.{name}.handler.lambda_handler"],
-                exclude=IMAGE_CONTEXT_EXCLUDES,
-            ),
-            role=role,
-            memory_size=size.memory_mb,
-            timeout=size.timeout,
-            environment=dict(self._environment),
-            tracing=lambda_.Tracing.ACTIVE,
-            log_group=log_group,
-            reserved_concurrent_executions=self._reserved_concurrency,
-        )
+        function = self._factory.create(self, name, ACCESS[name])
         self.functions[name] = function
         return function
 
@@ -342,10 +272,6 @@ def _add_retries(task: tasks.LambdaInvoke) -> None:
         jitter_strategy=sfn.JitterType.FULL,
     )
     task.add_retry(errors=TIMEOUT_ERRORS, interval=Duration.seconds(5), max_attempts=1)
-
-
-def _camel(name: str) -> str:
-    return "".join(part.capitalize() for part in name.split("_"))
 
 
 def _logical_id(construct: Construct) -> str:

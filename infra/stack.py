@@ -15,6 +15,7 @@ from infra.endpoint import Endpoint
 from infra.lake import Lake
 from infra.pipeline import Pipeline
 from infra.registry import Registry
+from infra.stage_functions import StageFunctions
 
 
 class MlcycleStack(Stack):
@@ -82,19 +83,22 @@ class MlcycleStack(Stack):
         self.registry = Registry(
             self, "Registry", removal_policy=config.removal_policy, key=self.key
         )
-        self.pipeline = Pipeline(
-            self,
-            "Pipeline",
+        self.functions = StageFunctions(
             bucket=self.lake.bucket,
             table=self.registry.table,
             key=self.key,
             sizing=config.sizing,
-            landing_prefix=config.landing_prefix,
             log_retention=config.log_retention,
-            max_training_concurrency=config.max_training_concurrency,
             removal_policy=config.removal_policy,
-            code_version=code_version,
             reserved_concurrency=config.reserved_concurrency,
+            code_version=code_version,
+        )
+        self.pipeline = Pipeline(
+            self,
+            "Pipeline",
+            functions=self.functions,
+            landing_prefix=config.landing_prefix,
+            max_training_concurrency=config.max_training_concurrency,
         )
         self.endpoint = Endpoint(
             self,
