@@ -114,6 +114,9 @@ def evidently_python() -> Path:
     print(f"creating {VENV.relative_to(BENCH.parent)} (Evidently with pandas 2.3) ...", flush=True)
     if not python.exists():
         subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
+    # Evidently installs .py data files at the venv's top level: a "*" .gitignore inside
+    # keeps the whole venv out of git and out of ruff (which reads .gitignore files)
+    (VENV / ".gitignore").write_text("# created by bench/drift.py\n*\n")
     pip = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
     subprocess.run([*pip, "-r", str(REQUIREMENTS)], check=True)
     stamp.write_text(digest)

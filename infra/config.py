@@ -35,6 +35,8 @@ def _default_sizing() -> dict[str, FunctionSizing]:
         "release_model": _LIGHT,
         "judge_canary": _MEDIUM,
         "record_failure": _LIGHT,
+        "monitor": _HEAVY,
+        "retrain": _LIGHT,
     }
 
 
@@ -59,6 +61,12 @@ class MlcycleConfig:
     endpoint_throttle_burst: int = 200
     endpoint_max_instances: int = 1000  # per request
     endpoint_api_keys: bool = False  # IAM authorization always; API keys as an option
+    endpoint_p99_latency_ms: int = 500  # alarm above this (API Gateway latency, p99 over 5 min)
+    alarm_email: str | None = None  # subscribed to the notifications topic when set
+    monitor_every_hours: int = 1
+    # Datasets whose drift and quality alarms the stack holds, thresholds read from their
+    # spec files (project-relative paths) at synth.
+    monitored_specs: tuple[str, ...] = ("examples/customer-churn.yaml",)
     sizing: dict[str, FunctionSizing] = field(default_factory=_default_sizing)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_cdk import ArnFormat, Stack
+from aws_cdk import ArnFormat, Duration, Stack
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from constructs import Construct
@@ -13,6 +13,7 @@ from infra.access import acknowledge
 from infra.config import MlcycleConfig
 from infra.endpoint import Endpoint
 from infra.lake import Lake
+from infra.monitoring import Monitoring
 from infra.pipeline import Pipeline
 from infra.registry import Registry
 from infra.stage_functions import StageFunctions
@@ -113,4 +114,20 @@ class MlcycleStack(Stack):
             api_keys=config.endpoint_api_keys,
             log_retention=config.log_retention,
             removal_policy=config.removal_policy,
+        )
+        self.monitoring = Monitoring(
+            self,
+            "Monitoring",
+            stack_name=self.stack_name,
+            functions=self.functions,
+            pipeline_functions=dict(self.pipeline.functions),
+            state_machine=self.pipeline.state_machine,
+            dead_letters=self.pipeline.dead_letters,
+            api=self.endpoint.api,
+            predict=self.endpoint.function,
+            key=self.key,
+            schedule=Duration.hours(config.monitor_every_hours),
+            alarm_email=config.alarm_email,
+            p99_latency_ms=config.endpoint_p99_latency_ms,
+            monitored_specs=config.monitored_specs,
         )

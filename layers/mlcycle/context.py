@@ -103,6 +103,7 @@ class EvaluateResult(_Model):
     pipeline_uri: str
     onnx_uri: str  # the winner as one ONNX graph, parity-checked on the whole holdout
     manifest_uri: str  # its draft serving manifest (version 0 until registration)
+    monitor_baseline_uri: str  # what the monitor compares live traffic with
     production_version: int | None = None
 
 

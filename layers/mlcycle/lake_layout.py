@@ -19,7 +19,8 @@ class Zone(StrEnum):
     MODELS = "models"
     REPORTS = "reports"
     RUNS = "runs"  # per-run documents: validated spec, lineage, schema, contract, evaluation
-    CAPTURE = "capture"
+    CAPTURE = "capture"  # the endpoint's predictions, buffered per container
+    LABELS = "labels"  # ground truth arriving later: labels/dataset=<name>/..., by request id
     QUARANTINE = "quarantine"
 
     @property

@@ -3,12 +3,9 @@ canary that live traffic judges; a rejected model is never served."""
 
 from __future__ import annotations
 
-import gzip
-import json
-from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
-from typing import Any
+from datetime import datetime
 
+from mlcycle.adapters.capture import captured_since
 from mlcycle.adapters.lake import Lake
 from mlcycle.adapters.registry import Registry, now_iso
 from mlcycle.context import ReleaseResult, RunContext, required
@@ -98,7 +95,8 @@ def judge_canary(ctx: RunContext, lake: Lake, registry: Registry) -> ReleaseResu
     current = required(ctx.release, "release_model")
     canary, production = current.model_version, int(required(current.production_version, "release"))
     policy = _spec(ctx, lake).release
-    records = list(captured_since(lake, dataset, required(current.started_at, "release")))
+    started_at = datetime.fromisoformat(required(current.started_at, "release"))
+    records = list(captured_since(lake, dataset, started_at))
     verdict = judge(
         version_stats(records, canary),
         version_stats(records, production),
@@ -136,21 +134,3 @@ def judge_canary(ctx: RunContext, lake: Lake, registry: Registry) -> ReleaseResu
     )
     _finish_run(ctx, registry, result)
     return result
-
-
-def captured_since(lake: Lake, dataset: str, started_at: str) -> Iterator[dict[str, Any]]:
-    """The endpoint's capture records of a dataset from `started_at` on."""
-    start = datetime.fromisoformat(started_at)
-    day = start.date()
-    while day <= datetime.now(UTC).date():
-        prefix = f"{Zone.CAPTURE.prefix}dataset={dataset}/dt={day.isoformat()}/"
-        for page in lake.s3.get_paginator("list_objects_v2").paginate(
-            Bucket=lake.bucket, Prefix=prefix
-        ):
-            for obj in page.get("Contents", []):
-                body = gzip.decompress(lake.get_bytes(lake.uri(obj["Key"])))
-                for line in body.splitlines():
-                    record = json.loads(line)
-                    if datetime.fromisoformat(record["time"]) >= start:
-                        yield record
-        day += timedelta(days=1)

@@ -33,7 +33,7 @@ from mlcycle.context import (
     required,
 )
 from mlcycle.domain import evaluate as evaluation
-from mlcycle.domain import explore, export, features, process, tables, train
+from mlcycle.domain import explore, export, features, monitor, process, tables, train
 from mlcycle.domain.metrics import evaluation_contract
 from mlcycle.errors import SpecError
 from mlcycle.lake_layout import (
@@ -314,9 +314,8 @@ def evaluate_models(ctx: RunContext, lake: Lake, registry: Registry) -> Evaluate
     # The serving artifact: one ONNX graph, proven on every holdout row before anything is
     # stored; a ParityError fails the run, so a model that fails parity is never registered.
     onnx_bytes = export.export_onnx(pipeline, schema)
-    parity = export.check_parity(
-        pipeline, onnx_bytes, lake.get_parquet(feature_uris.holdout_rows_uri), schema
-    )
+    holdout_rows = lake.get_parquet(feature_uris.holdout_rows_uri)
+    parity = export.check_parity(pipeline, onnx_bytes, holdout_rows, schema)
     onnx_sha256 = hashlib.sha256(onnx_bytes).hexdigest()
     draft = export.build_manifest(
         pipeline,
@@ -333,6 +332,15 @@ def evaluate_models(ctx: RunContext, lake: Lake, registry: Registry) -> Evaluate
         prefix + ONNX_FILE, onnx_bytes, content_type="application/octet-stream"
     )
     manifest_uri = lake.put_json(prefix + MANIFEST_FILE, draft.to_json())
+    # What the monitor compares live traffic with: the training baseline, finer quantiles,
+    # and the distribution of this model's own predictions on the holdout.
+    monitor_baseline = monitor.extend_baseline(
+        lake.get_json(feature_uris.baseline_uri),
+        lake.get_parquet(feature_uris.prefix + "train_rows.parquet"),
+        schema,
+        holdout_predictions=pipeline.predict(features.model_input(holdout_rows, schema)),
+    )
+    monitor_baseline_uri = lake.put_json(prefix + "monitor_baseline.json", monitor_baseline)
     report = {
         "primary_metric": metrics.primary_metric,
         "candidates": {str(a): m for a, m in scores.items()},
@@ -352,6 +360,7 @@ def evaluate_models(ctx: RunContext, lake: Lake, registry: Registry) -> Evaluate
         pipeline_uri=pipeline_uri,
         onnx_uri=onnx_uri,
         manifest_uri=manifest_uri,
+        monitor_baseline_uri=monitor_baseline_uri,
         production_version=production_version,
     )
 
@@ -425,6 +434,7 @@ def register_model(
             "manifest_uri": evaluated.manifest_uri,
             "transformer_uri": required(ctx.features, "engineer_features").transformer_uri,
             "baseline_uri": required(ctx.features, "engineer_features").baseline_uri,
+            "monitor_baseline_uri": evaluated.monitor_baseline_uri,
             "evaluation_uri": evaluated.evaluation_uri,
             "profile_uri": required(ctx.explore, "explore_data").profile_uri,
         },

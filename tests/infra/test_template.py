@@ -80,6 +80,8 @@ def test_one_image_function_per_stage_from_one_image(template: dict[str, Any]) -
     expected = {f"functions.{s}.handler.lambda_handler" for s in STAGES}
     assert commands == expected | {
         "functions.judge_canary.handler.lambda_handler",
+        "functions.monitor.handler.lambda_handler",
+        "functions.retrain.handler.lambda_handler",
         "functions.record_failure.handler.lambda_handler",
         "functions.start_run.handler.lambda_handler",
     }
@@ -149,7 +151,9 @@ def test_every_stage_retries_transient_errors_and_catches_into_the_failure_path(
 
 
 def test_uploads_to_landing_start_the_pipeline(template: dict[str, Any]) -> None:
-    (rule,) = _of_type(template, "AWS::Events::Rule")
+    (rule,) = [
+        r for r in _of_type(template, "AWS::Events::Rule") if "aws.s3" in str(r.get("EventPattern"))
+    ]
     pattern = rule["EventPattern"]
     assert pattern["source"] == ["aws.s3"]
     assert pattern["detail-type"] == ["Object Created"]

@@ -31,6 +31,8 @@ PIPELINE_STAGES = {
     "start_run",
     "predict",
     "judge_canary",
+    "monitor",
+    "retrain",
 }
 
 

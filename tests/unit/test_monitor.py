@@ -9,8 +9,9 @@ import pandas as pd
 import pytest
 from scipy.stats import ks_2samp
 
-from mlcycle.domain.features import category_fractions, drift_baseline
+from mlcycle.domain.features import bin_fractions, category_fractions, drift_baseline
 from mlcycle.domain.monitor import (
+    _sorted_bin_fractions,
     extend_baseline,
     feature_drift,
     live_quality,
@@ -184,6 +185,15 @@ def test_result_json_has_no_nan_even_for_empty_columns(baseline: dict) -> None:
     assert features["age"]["mean"] is None
     assert features["age"]["drifted"]  # everything went missing
     assert features["plan"]["unknown_rate"] is None
+
+
+@pytest.mark.parametrize("values", [[], [3.0], [1.0, 2.0, 2.0, 2.0, 3.0, 5.0, 5.0, 9.0]])
+def test_sorted_bin_fractions_match_the_features_helper(values: list[float]) -> None:
+    rng = np.random.default_rng(40)
+    data = np.sort(np.r_[values, rng.integers(0, 10, 500).astype("float64")])
+    for edges in ([], [2.0], [1.0, 2.0, 5.0], [0.5, 2.0, 2.5, 9.0, 11.0]):
+        assert _sorted_bin_fractions(data, edges) == pytest.approx(bin_fractions(data, edges))
+    assert _sorted_bin_fractions(np.array([]), [1.0, 2.0]) == bin_fractions([], [1.0, 2.0])
 
 
 def test_quantile_grid_is_empty_without_values() -> None:

@@ -228,6 +228,39 @@ class Registry:
             ExpressionAttributeValues=_to_item({":version": version, ":now": now_iso()}),
         )
 
+    def released_datasets(self) -> list[str]:
+        """Every dataset with a model in production (one small scan of the release pointers)."""
+        names: list[str] = []
+        kwargs: dict[str, Any] = {
+            "TableName": self.table,
+            "FilterExpression": "sk = :release AND attribute_exists(production_version)",
+            "ExpressionAttributeValues": _to_item({":release": "RELEASE"}),
+            "ProjectionExpression": "pk",
+        }
+        while True:
+            response = self.dynamodb.scan(**kwargs)
+            names += [_from_item(i)["pk"].removeprefix("MODEL#") for i in response.get("Items", [])]
+            if "LastEvaluatedKey" not in response:
+                return sorted(names)
+            kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+
+    def latest_run(self, dataset: str, *, status: str) -> dict[str, Any] | None:
+        """The most recently finished run of a dataset with the given status."""
+        runs: list[dict[str, Any]] = []
+        kwargs: dict[str, Any] = {
+            "TableName": self.table,
+            "KeyConditionExpression": "pk = :pk",
+            "ExpressionAttributeValues": _to_item({":pk": f"RUN#{dataset}"}),
+        }
+        while True:
+            response = self.dynamodb.query(**kwargs)
+            runs += [_from_item(i) for i in response.get("Items", [])]
+            if "LastEvaluatedKey" not in response:
+                break
+            kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+        matching = [r for r in runs if r.get("status") == status]
+        return max(matching, key=lambda r: str(r.get("finished_at", "")), default=None)
+
     def _get(self, pk: str, sk: str) -> dict[str, Any] | None:
         response = self.dynamodb.get_item(
             TableName=self.table, Key=_to_item({"pk": pk, "sk": sk}), ConsistentRead=True

@@ -22,9 +22,10 @@ import functools
 import io
 import math
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, Generic, TypeVar, overload
 
 import numpy as np
 import pandas as pd
@@ -50,6 +51,9 @@ REJECT_REASON = "_reject_reason"
 DATETIME_DTYPE: Final = "datetime64[us]"
 TEXT_DTYPE: Final = "str"
 PARQUET_COMPRESSION: Final = "zstd"
+THREADS = 2  # the stage's Lambda has two vCPUs
+
+_T = TypeVar("_T")
 
 
 @dataclass
@@ -116,8 +120,12 @@ def clean(df: pd.DataFrame, schema: ResolvedSchema) -> CleanResult:
 def curate(table: pa.Table, spec: ProblemSpec) -> Curated:
     """The whole stage on an Arrow table: `resolve_schema`, then `clean`, in one pass."""
     frame = _Frame(table)
-    schema = _resolve(frame, spec)
-    done = _clean(frame, schema)
+    pool = ThreadPoolExecutor(THREADS, thread_name_prefix="curate")
+    try:  # columns are looked at two at a time: most of the work releases the GIL
+        schema = _resolve(frame, spec, pool)
+        done = _clean(frame, schema, pool)
+    finally:
+        pool.shutdown(cancel_futures=True)
     rows = done.bad if done.keep is None else done.keep & done.bad
     rejected = _decoded(table.filter(pa.array(rows)) if rows.any() else table.slice(0, 0))
     rejected = rejected.append_column(REJECT_REASON, pa.array(done.reasons, pa.string()))
@@ -150,6 +158,31 @@ _NUMBER, _TIME, _TEXT, _OTHER = "number", "time", "text", "other"
 _EXACT_FLOAT = 2.0**53  # integers beyond it do not survive the trip to float64
 
 
+class _cached(Generic[_T]):  # noqa: N801 - a decorator, named like functools.cached_property
+    """`functools.cached_property` without its lock: Python 3.11's lock is shared by every
+    instance, which would make threads working on different columns wait for each other.
+    Two threads may compute the same value once each; both get an equal result."""
+
+    def __init__(self, function: Callable[[Any], _T]) -> None:
+        self.function = function
+        self.name = function.__name__
+        self.__doc__ = function.__doc__
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    @overload
+    def __get__(self, instance: None, owner: type | None = None) -> _cached[_T]: ...
+    @overload
+    def __get__(self, instance: object, owner: type | None = None) -> _T: ...
+    def __get__(self, instance: object, owner: type | None = None) -> _T | _cached[_T]:
+        if instance is None:
+            return self
+        value = self.function(instance)
+        instance.__dict__[self.name] = value
+        return value
+
+
 class _Column:
     """One column: its Arrow values when its type has a fast path, its pandas view, and facts
     about it computed at most once (resolving the schema and cleaning share them).
@@ -163,7 +196,6 @@ class _Column:
         self.arrow = arrow
         self._series = series
         self.kind = _OTHER if arrow is None else _kind(arrow)
-        self.unified: pa.ChunkedArray | None = None  # dictionary-encoded, set by `encoded`
         if arrow is not None:
             self.n, self.nulls = len(arrow), arrow.null_count
         else:
@@ -195,7 +227,7 @@ class _Column:
             or (pa.types.is_integer(self.arrow.type) and self.nulls > 0)
         )
 
-    @functools.cached_property
+    @_cached
     def series(self) -> pd.Series:
         if self._series is not None:
             return self._series
@@ -210,11 +242,11 @@ class _Column:
             series = series.astype(np.float64)
         return series
 
-    @functools.cached_property
+    @_cached
     def inferred(self) -> ColumnType:
         return _infer_column(self)
 
-    @functools.cached_property
+    @_cached
     def hashable(self) -> pa.ChunkedArray:
         """The values, with -0.0 as 0.0: pandas counts them as one value, Arrow as two."""
         values = self.values
@@ -222,7 +254,7 @@ class _Column:
             return pc.add(values, pa.scalar(0.0, values.type))
         return values
 
-    @functools.cached_property
+    @_cached
     def encoded(self) -> tuple[np.ndarray, pa.Array]:
         """Per row, the position of its value among the distinct values (-1 when null), and
         the distinct non-null values, every one of them used by some row."""
@@ -232,7 +264,6 @@ class _Column:
             values = pa.chunked_array([pc.dictionary_encode(values.combine_chunks())])
         elif values.num_chunks > 1:
             values = pa.table({"c": values}).unify_dictionaries().column("c")
-        self.unified = values
         chunks = values.chunks
         if not chunks:
             return np.empty(0, np.int32), pa.array([], values.type.value_type)
@@ -246,14 +277,13 @@ class _Column:
             codes = indices.to_numpy()
             used = np.bincount(codes, minlength=len(dictionary)) > 0
         if not used.all():  # a dictionary may hold values no row uses: drop them
-            self.unified = None
             renumber = np.full(len(dictionary) + 1, -1, np.int64)
             renumber[:-1][used] = np.arange(int(used.sum()))
             codes = renumber[codes]
             dictionary = dictionary.filter(pa.array(used))
         return codes, dictionary
 
-    @functools.cached_property
+    @_cached
     def distinct(self) -> int:
         """How many distinct non-null values, counted as pandas `nunique` counts them."""
         if self.kind is _OTHER:
@@ -266,7 +296,7 @@ class _Column:
     def is_dictionary(self) -> bool:
         return self.arrow is not None and pa.types.is_dictionary(self.arrow.type)
 
-    @functools.cached_property
+    @_cached
     def increasing(self) -> bool:
         """Whether the non-null values are strictly increasing (ids usually are): then they
         are all distinct, known without hashing a value."""
@@ -301,7 +331,7 @@ class _Column:
         low, high = self.min_max
         return bool(low == high)
 
-    @functools.cached_property
+    @_cached
     def min_max(self) -> tuple[Any, Any]:
         """The least and greatest non-null value (there is at least one)."""
         if self.kind is _NUMBER:  # numpy's min and max are many times faster than Arrow's
@@ -315,7 +345,7 @@ class _Column:
         low, high = pc.min_max(self.values).values()
         return low.as_py(), high.as_py()
 
-    @functools.cached_property
+    @_cached
     def numbers(self) -> np.ndarray:
         """A number column as numpy: float64 with NaN for nulls, or integers if none."""
         array: np.ndarray = self.values.to_numpy()
@@ -325,7 +355,7 @@ class _Column:
         """The first non-null value, as the pandas view holds it."""
         return self.view(self.values.drop_null().slice(0, 1)).iloc[0]
 
-    @functools.cached_property
+    @_cached
     def integral(self) -> bool:
         """Whether every value is a whole number (inf counts, as `v == np.round(v)` says)."""
         if pa.types.is_integer(self.values.type):
@@ -423,7 +453,7 @@ class _Frame:
 # --- the schema ---------------------------------------------------------------------------------
 
 
-def _resolve(frame: _Frame, spec: ProblemSpec) -> ResolvedSchema:
+def _resolve(frame: _Frame, spec: ProblemSpec, pool: Executor | None = None) -> ResolvedSchema:
     columns = list(frame.columns)
     if spec.target not in columns:
         raise BadInputError(_not_found("the target column", [spec.target], columns))
@@ -431,6 +461,18 @@ def _resolve(frame: _Frame, spec: ProblemSpec) -> ResolvedSchema:
     if unknown:
         raise BadInputError(_not_found("column_types: the column(s)", unknown, columns))
 
+    automatic = spec.features is None
+    candidates = [
+        name
+        for name in (columns if spec.features is None else spec.features)
+        if name != spec.target and name in frame.columns
+    ]
+
+    def decide(name: str) -> tuple[ColumnType, str | None]:
+        typ = spec.column_types.get(name) or frame[name].inferred
+        return typ, _exclusion(frame[name], typ) if automatic else None
+
+    pending = _each(pool, decide, candidates)  # on the pool, under way while the target is
     task, classes = _resolve_task(frame[spec.target], spec)
     positive_class = None
     if spec.positive_class is not None:
@@ -458,14 +500,13 @@ def _resolve(frame: _Frame, spec: ProblemSpec) -> ResolvedSchema:
         empty = [c for c in spec.features if frame[c].count == 0]
         if empty:
             raise BadInputError(f"feature(s) with no values at all: {', '.join(empty)}")
-        features = {c: spec.column_types.get(c) or frame[c].inferred for c in spec.features}
+        decisions = dict(zip(candidates, pending, strict=True))
+        features = {c: decisions[c][0] for c in spec.features}
     else:
+        decisions = dict(zip(candidates, pending, strict=True))
         features = {}
-        for name in columns:
-            if name == spec.target:
-                continue
-            typ = spec.column_types.get(name) or frame[name].inferred
-            reason = _exclusion(frame[name], typ)
+        for name in candidates:
+            typ, reason = decisions[name]
             if reason:
                 excluded[name] = reason
             else:
@@ -483,6 +524,14 @@ def _resolve(frame: _Frame, spec: ProblemSpec) -> ResolvedSchema:
         classes=classes,
         positive_class=positive_class,
     )
+
+
+def _each(pool: Executor | None, function: Callable[[Any], _T], items: list[Any]) -> Iterator[_T]:
+    """`function` of each item, in order: started on the pool's threads at once, or one by
+    one as the results are taken when there is no pool."""
+    if pool is None:
+        return (function(item) for item in items)
+    return pool.map(function, items)
 
 
 def _infer_column(column: _Column) -> ColumnType:
@@ -591,25 +640,27 @@ class _Cleaned:
     coerced: dict[str, int]
 
 
-def _clean(frame: _Frame, schema: ResolvedSchema) -> _Cleaned:
+def _clean(frame: _Frame, schema: ResolvedSchema, pool: Executor | None = None) -> _Cleaned:
     needed = [*schema.features, schema.target]
     missing = [c for c in needed if c not in frame.columns]
     if missing:
         raise BadInputError(_not_found("the schema's column(s)", missing, list(frame.columns)))
     rows_in = frame.n
+    features = list(schema.features.items())
+    coercions = _each(pool, lambda item: _coerce_column(frame[item[0]], item[1]), features)
     duplicated = _duplicated(frame)
     duplicates = 0 if duplicated is None else int(duplicated.sum())
     keep = None if duplicated is None or not duplicates else ~duplicated
     rows = rows_in - duplicates
 
+    target, why = _clean_target_column(frame[schema.target], schema)
     coerced: dict[str, int] = {}
     curated: dict[str, pa.Array | pa.ChunkedArray] = {}
-    for name, typ in schema.features.items():
-        curated[name], failed = _coerce_column(frame[name], typ)
+    for (name, _), (values, failed) in zip(features, coercions, strict=True):
+        curated[name] = values
         count = 0 if failed is None else int((failed if keep is None else failed & keep).sum())
         if count:
             coerced[name] = count
-    target, why = _clean_target_column(frame[schema.target], schema)
     curated[schema.target] = target
 
     reason_counts: dict[str, int] = {}
@@ -732,25 +783,36 @@ def _coerce_column(
     return pa.array(result, arrow_type, from_pandas=True), failed_rows
 
 
-def _labels_column(column: _Column) -> tuple[pa.Array | pa.ChunkedArray, pd.Series, np.ndarray]:
+def _labels_column(column: _Column) -> tuple[pa.DictionaryArray, pd.Series, np.ndarray]:
     """`_as_labels` of a number or text column, dictionary-encoded; with the label of each
     distinct value and the per-row codes into them."""
     codes, values = column.distinct_values()
     labels = _as_labels(values)
-    unified = column.unified
+    dictionary = column.encoded[1]
     if (
-        unified is not None
-        and unified.type.value_type == pa.string()
+        dictionary.type == pa.string()
         and not labels.isna().any()
         and bool((labels.to_numpy(dtype=object) == values.to_numpy(dtype=object)).all())
     ):
-        return unified, labels, codes  # the values are their own labels (the usual case)
+        # the values are their own labels (the usual case)
+        return _dictionary_array(codes, dictionary, column.nulls > 0), labels, codes
     label_codes, uniques = pd.factorize(labels)
-    per_row = np.append(label_codes, -1)[codes].astype(np.int32)
+    per_row = np.append(label_codes, -1)[codes]
     dictionary = pa.array(np.asarray(uniques, dtype=object), pa.string())
-    mask = per_row < 0
-    indices = pa.array(per_row, mask=mask if mask.any() else None)
-    return pa.DictionaryArray.from_arrays(indices, dictionary), labels, codes
+    return _dictionary_array(per_row, dictionary, True), labels, codes
+
+
+def _dictionary_array(codes: np.ndarray, dictionary: pa.Array, nulls: bool) -> pa.DictionaryArray:
+    """Codes (-1 for null) into the dictionary, with the narrowest index type (the Parquet
+    writer gets through int8 indices much faster)."""
+    index_type = next(
+        t for t in (np.int8, np.int16, np.int32) if len(dictionary) <= np.iinfo(t).max
+    )
+    mask = codes < 0 if nulls else None
+    if mask is not None and not mask.any():
+        mask = None
+    indices = pa.array(codes.astype(index_type, copy=False), mask=mask)
+    return pa.DictionaryArray.from_arrays(indices, dictionary)
 
 
 def _clean_target_column(

@@ -193,6 +193,10 @@ def deploy(
         resolver.define(logical_id, url, Arn=arn, QueueName=name)
     for logical_id, props in _resources(template, "AWS::Events::Rule"):
         name = _physical_name(stack_name, logical_id, limit=64)
+        if "EventPattern" not in props:
+            # A schedule: nothing emits its events locally; `mlcycle monitor` runs its target.
+            events.put_rule(Name=name, ScheduleExpression=props["ScheduleExpression"])
+            continue
         events.put_rule(
             Name=name,
             EventPattern=json.dumps(resolver.resolve(props["EventPattern"])),

@@ -1,0 +1,180 @@
+"""Stage 9, monitoring: live traffic (or a given file) against the released model's baseline.
+
+For one dataset: read the window of captured predictions, compare it with the training
+baseline (`domain.monitor`), join late labels into a live metric, write the drift report
+(JSON and HTML) to the reports zone, and publish the numbers the alarms watch.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from mlcycle.adapters.capture import captured_since, labels
+from mlcycle.adapters.lake import Lake
+from mlcycle.adapters.registry import Registry
+from mlcycle.domain import monitor
+from mlcycle.domain.drift_report import render_drift_report
+from mlcycle.errors import MlcycleError
+from mlcycle.lake_layout import Zone
+from mlcycle.schema import ResolvedSchema
+from mlcycle.spec import ColumnType, ProblemSpec, Task
+
+NAMESPACE = "mlcycle"
+
+
+class NothingToMonitorError(MlcycleError):
+    """The dataset has no model in production, so there is no baseline to compare with."""
+
+
+def _released(dataset: str, registry: Registry) -> dict[str, Any]:
+    release = registry.get_release(dataset) or {}
+    version = release.get("production_version")
+    entry = registry.get_version(dataset, int(version)) if version is not None else None
+    if entry is None:
+        raise NothingToMonitorError(f"{dataset!r} has no model in production to monitor")
+    return entry
+
+
+def _schema(entry: dict[str, Any]) -> ResolvedSchema:
+    classes = entry.get("classes")
+    task = Task(entry["task"])
+    return ResolvedSchema(
+        dataset=entry["dataset"],
+        task=task,
+        target=entry["target"],
+        features={name: ColumnType(kind) for name, kind in entry["features"].items()},
+        classes=classes,
+        positive_class=(classes[-1] if classes and task is Task.BINARY else None),
+    )
+
+
+def window_frame(records: list[dict[str, Any]], schema: ResolvedSchema) -> pd.DataFrame:
+    """Captured instances as a frame typed like the curated data (what the baseline saw)."""
+    rows = [r["instance"] for r in records if r.get("status", "ok") == "ok" and r.get("instance")]
+    frame = pd.DataFrame(rows, columns=list(schema.features))
+    for name, kind in schema.features.items():
+        if kind is ColumnType.NUMERIC:
+            frame[name] = pd.to_numeric(frame[name], errors="coerce").astype("float64")
+        elif kind is ColumnType.DATETIME:
+            frame[name] = pd.to_datetime(frame[name], errors="coerce", utc=True, format="mixed")
+            frame[name] = frame[name].dt.tz_localize(None)
+        else:
+            frame[name] = frame[name].astype("object").where(frame[name].notna(), None)
+    return frame
+
+
+def _predicted(record: dict[str, Any]) -> Any:
+    prediction = record.get("prediction") or {}
+    return prediction.get("label", prediction.get("value"))
+
+
+def monitor_dataset(
+    dataset: str,
+    lake: Lake,
+    registry: Registry,
+    cloudwatch: Any,
+    *,
+    window_hours: float = 24.0,
+    current: pd.DataFrame | None = None,
+    now: datetime | None = None,
+) -> dict[str, Any]:
+    """Compare the last `window_hours` of captured traffic (or `current`) with the baseline of
+    the production model; returns the drift result's JSON with where the report went."""
+    entry = _released(dataset, registry)
+    schema = _schema(entry)
+    spec = ProblemSpec.model_validate(
+        lake.get_json(
+            lake.uri(f"{Zone.RUNS.prefix}dataset={dataset}/run={entry['run_id']}/spec.json")
+        )
+    )
+    artifacts = entry["artifacts"]
+    baseline = lake.get_json(artifacts.get("monitor_baseline_uri") or artifacts["baseline_uri"])
+    now = now or datetime.now(UTC)
+    predictions: Any = None
+    joined: pd.DataFrame | None = None
+    if current is None:
+        records = [
+            r
+            for r in captured_since(lake, dataset, now - timedelta(hours=window_hours))
+            if int(r.get("model_version", -1)) == int(entry["version"])
+        ]
+        current = window_frame(records, schema)
+        served = [r for r in records if r.get("status", "ok") == "ok" and r.get("instance")]
+        predictions = np.asarray([_predicted(r) for r in served], dtype=object)
+        truth = labels(lake, dataset)
+        if len(truth) and served:
+            window = pd.DataFrame(
+                {"request_id": [str(r["request_id"]) for r in served], "predicted": predictions}
+            )
+            for name in schema.classes or []:  # probabilities, for roc_auc and log loss
+                window[f"p:{name}"] = [
+                    (r["prediction"].get("probabilities") or {}).get(name) for r in served
+                ]
+            joined = window.merge(truth, on="request_id")
+    result = monitor.feature_drift(
+        current, baseline, schema, spec.monitoring, predictions=predictions
+    )
+    document = result.to_json()
+    primary = spec.metric_for(schema.task)
+    if joined is not None and len(joined):
+        probability_columns = [f"p:{name}" for name in schema.classes or []]
+        probabilities = joined[probability_columns].to_numpy(dtype="float64")
+        document["live"] = monitor.live_quality(
+            joined["predicted"].to_numpy(),
+            joined["label"].astype(str).to_numpy()
+            if schema.is_classification
+            else joined["label"].to_numpy(),
+            schema.task,
+            schema.classes,
+            schema.positive_class,
+            primary,
+            probabilities=probabilities if probability_columns else None,
+        )
+    stamp = now.strftime("%Y%m%dT%H%M%SZ")
+    prefix = f"{Zone.REPORTS.prefix}dataset={dataset}/monitor/{stamp}/"
+    document["model_version"] = int(entry["version"])
+    document["report_uri"] = lake.uri(prefix + "drift.html")
+    lake.put_json(prefix + "drift.json", document)
+    lake.put_text(
+        prefix + "drift.html",
+        render_drift_report(document, title=f"{dataset} v{entry['version']}: drift at {stamp}"),
+        content_type="text/html",
+    )
+    publish(cloudwatch, dataset, document, primary, now)
+    return document
+
+
+def publish(
+    cloudwatch: Any, dataset: str, document: dict[str, Any], primary: str, at: datetime
+) -> None:
+    """The numbers the drift and quality alarms watch, per dataset (and per feature)."""
+    dims = [{"Name": "dataset", "Value": dataset}]
+    data: list[dict[str, Any]] = [
+        {"MetricName": "SampleSize", "Value": float(document["sample_size"]), "Unit": "Count"},
+    ]
+    if document.get("enough_samples"):
+        data.append({"MetricName": "DriftedFeatures", "Value": float(document["n_drifted"])})
+        for feature in document["features"]:
+            data.append(
+                {
+                    "MetricName": "FeaturePSI",
+                    "Value": float(feature["psi"]),
+                    "Dimensions": [*dims, {"Name": "feature", "Value": feature["name"]}],
+                }
+            )
+        if document.get("prediction"):
+            data.append(
+                {"MetricName": "PredictionPSI", "Value": float(document["prediction"]["psi"])}
+            )
+    live = document.get("live") or {}
+    if live.get("metrics", {}).get(primary) is not None:
+        data.append({"MetricName": "LiveMetric", "Value": float(live["metrics"][primary])})
+    for datum in data:
+        datum.setdefault("Dimensions", dims)
+        datum["Timestamp"] = at
+    for start in range(0, len(data), 500):  # PutMetricData takes up to 1000 values a call
+        cloudwatch.put_metric_data(Namespace=NAMESPACE, MetricData=data[start : start + 500])

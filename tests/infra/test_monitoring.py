@@ -1,0 +1,91 @@
+"""Alarms, notifications, dashboard and the retraining loop, as synthesized."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from mlcycle.spec import parse_spec
+from tests.conftest import EXAMPLES
+
+CHURN = parse_spec((EXAMPLES / "customer-churn.yaml").read_text())
+
+
+def _of_type(template: dict[str, Any], kind: str) -> list[dict[str, Any]]:
+    return [r["Properties"] for r in template["Resources"].values() if r["Type"] == kind]
+
+
+def _alarms(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {a["AlarmDescription"]: a for a in _of_type(template, "AWS::CloudWatch::Alarm")}
+
+
+def test_every_alarm_notifies_the_encrypted_topic(template: dict[str, Any]) -> None:
+    (topic_id,) = [k for k, r in template["Resources"].items() if r["Type"] == "AWS::SNS::Topic"]
+    (topic,) = _of_type(template, "AWS::SNS::Topic")
+    assert "KmsMasterKeyId" in topic
+    alarms = _of_type(template, "AWS::CloudWatch::Alarm")
+    assert alarms
+    assert all(a["AlarmActions"] == [{"Ref": topic_id}] for a in alarms)
+
+
+def test_the_pipeline_and_the_endpoint_are_watched(template: dict[str, Any]) -> None:
+    metrics = {(a.get("Namespace"), a.get("MetricName")) for a in _alarms(template).values()}
+    assert ("AWS/States", "ExecutionsFailed") in metrics
+    assert ("AWS/ApiGateway", "5XXError") in metrics
+    assert ("AWS/ApiGateway", "Latency") in metrics
+    assert ("AWS/Lambda", "Throttles") in metrics
+    assert ("mlcycle", "ModelLoadFailures") in metrics
+    stage_error_alarms = [a for a in _alarms(template).values() if a.get("MetricName") == "Errors"]
+    assert len(stage_error_alarms) >= 12
+
+
+def test_drift_and_quality_alarms_take_their_thresholds_from_the_spec(
+    template: dict[str, Any],
+) -> None:
+    by_metric = {
+        a["MetricName"]: a
+        for a in _of_type(template, "AWS::CloudWatch::Alarm")
+        if a.get("Dimensions") == [{"Name": "dataset", "Value": CHURN.dataset}]
+    }
+    drift = by_metric["DriftedFeatures"]
+    assert drift["Threshold"] == CHURN.monitoring.max_drifted_features
+    assert drift["ComparisonOperator"] == "GreaterThanThreshold"
+    assert by_metric["PredictionPSI"]["Threshold"] == CHURN.monitoring.prediction_psi_threshold
+    quality = by_metric["LiveMetric"]
+    assert (quality["Threshold"], quality["ComparisonOperator"]) == (
+        CHURN.threshold,
+        "LessThanThreshold",
+    )
+    for alarm in by_metric.values():  # their names route them to the retraining rule
+        assert alarm["AlarmName"].startswith("mlcycle-dev-retrain-customer-churn")
+
+
+def test_a_firing_model_alarm_starts_retraining(template: dict[str, Any]) -> None:
+    (rule,) = [
+        r
+        for r in _of_type(template, "AWS::Events::Rule")
+        if r.get("EventPattern", {}).get("source") == ["aws.cloudwatch"]
+    ]
+    assert rule["EventPattern"]["detail"] == {
+        "alarmName": [{"prefix": "mlcycle-dev-retrain-"}],
+        "state": {"value": ["ALARM"]},
+    }
+    (schedule,) = [r for r in _of_type(template, "AWS::Events::Rule") if "ScheduleExpression" in r]
+    assert schedule["ScheduleExpression"] == "rate(1 hour)"
+
+
+def test_the_dashboard_shows_pipeline_endpoint_model_and_release(
+    template: dict[str, Any],
+) -> None:
+    (dashboard,) = _of_type(template, "AWS::CloudWatch::Dashboard")
+    body = json.dumps(dashboard["DashboardBody"])
+    for title in (
+        "Pipeline runs",
+        "Stage errors",
+        "Endpoint latency",
+        "customer-churn: drift",
+        "customer-churn: live quality",
+        "customer-churn: releases",
+        "Alarms",
+    ):
+        assert title in body, title
