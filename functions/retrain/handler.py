@@ -3,14 +3,24 @@ data (the upload of its latest successful run)."""
 
 from typing import Any
 
-from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
+from pydantic import BaseModel, ConfigDict, Field
 
 from mlcycle import retraining
 from mlcycle.runtime import client, logger, registry, settings, stage_handler
 
 
-@stage_handler("retrain", event_model=EventBridgeModel)
-def lambda_handler(event: EventBridgeModel) -> dict[str, Any]:
+class AlarmStateChange(BaseModel):
+    """The parts of EventBridge's "CloudWatch Alarm State Change" event this reads."""
+
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+    source: str
+    detail_type: str = Field(alias="detail-type")
+    detail: dict[str, Any]
+
+
+@stage_handler("retrain", event_model=AlarmStateChange)
+def lambda_handler(event: AlarmStateChange) -> dict[str, Any]:
     state_machine_arn = settings().state_machine_arn
     if state_machine_arn is None:
         raise RuntimeError("STATE_MACHINE_ARN is not set on this function")

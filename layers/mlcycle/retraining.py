@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import hashlib
+from datetime import UTC, datetime
 from typing import Any
 
-from mlcycle.adapters.registry import Registry
+from mlcycle.adapters.executions import start_once
+from mlcycle.adapters.registry import Registry, now_iso
 from mlcycle.context import RunContext, Source
 from mlcycle.errors import MlcycleError
 
@@ -26,26 +27,16 @@ def alarm_dataset(detail: dict[str, Any]) -> str:
 def retrain_on_alarm(
     detail: dict[str, Any], registry: Registry, sfn: Any, state_machine_arn: str
 ) -> dict[str, Any]:
-    """Start one run on the dataset's latest data; the same alarm transition starts one only."""
+    """Start one run on the dataset's latest data; alarms of the same hour start one only."""
     dataset = alarm_dataset(detail)
     run = registry.latest_run(dataset, status="SUCCEEDED")
     if run is None or not run.get("source"):
         raise NothingToRetrainError(f"{dataset!r} has no successful run to retrain from")
-    transition = f"{detail.get('alarmName')}@{detail.get('state', {}).get('timestamp')}"
-    name = f"{dataset}-retrain-{hashlib.sha256(transition.encode()).hexdigest()[:12]}"
-    context = RunContext(run_id=name, source=Source.model_validate(run["source"]))
-    try:
-        response = sfn.start_execution(
-            stateMachineArn=state_machine_arn,
-            name=name,
-            input=context.model_dump_json(exclude_none=True),
-        )
-    except sfn.exceptions.ExecutionAlreadyExists:
-        return {"started": False, "run_id": name, "dataset": dataset}
-    return {
-        "started": True,
-        "run_id": name,
-        "dataset": dataset,
-        "execution_arn": response["executionArn"],
-        "reason": detail.get("state", {}).get("reason"),
-    }
+    # The latest version of the latest upload's key: the newest data, not a pinned version.
+    source = Source.model_validate({**run["source"], "version_id": None, "etag": None})
+    # Alarms firing together (drift, prediction drift, quality) start one run per hour.
+    at = datetime.fromisoformat(str(detail.get("state", {}).get("timestamp") or now_iso()))
+    name = f"{dataset}-retrain-{at.astimezone(UTC):%Y%m%d%H}"
+    context = RunContext(run_id=name, source=source)
+    started = start_once(sfn, state_machine_arn, context)
+    return {**started, "dataset": dataset, "reason": detail.get("state", {}).get("reason")}

@@ -14,6 +14,7 @@ from typing import Any
 
 import pandas as pd
 
+from mlcycle.adapters.executions import start_once
 from mlcycle.adapters.lake import Lake
 from mlcycle.adapters.registry import Registry, now_iso
 from mlcycle.context import (
@@ -567,25 +568,6 @@ def start_run(
     sfn: Any, state_machine_arn: str, bucket: str, key: str, version: str | None, size: int | None
 ) -> dict[str, Any]:
     """Start the run for one uploaded object version; a repeated event starts nothing new."""
-    name = execution_name(bucket, key, version)
-    context = RunContext(
-        run_id=name,
-        source=Source(bucket=bucket, key=key, version_id=version, size=size),
-    )
-    execution_arn = state_machine_arn.replace(":stateMachine:", ":execution:") + f":{name}"
-    try:
-        # A running duplicate would be accepted idempotently by StartExecution; ask first so
-        # the log says truthfully whether this event started anything.
-        sfn.describe_execution(executionArn=execution_arn)
-        return {"execution_arn": execution_arn, "started": False, "run_id": name}
-    except sfn.exceptions.ExecutionDoesNotExist:
-        pass
-    try:
-        sfn.start_execution(
-            stateMachineArn=state_machine_arn,
-            name=name,
-            input=context.model_dump_json(exclude_none=True),
-        )
-    except sfn.exceptions.ExecutionAlreadyExists:
-        return {"execution_arn": execution_arn, "started": False, "run_id": name}
-    return {"execution_arn": execution_arn, "started": True, "run_id": name}
+    source = Source(bucket=bucket, key=key, version_id=version, size=size)
+    context = RunContext(run_id=execution_name(bucket, key, version), source=source)
+    return start_once(sfn, state_machine_arn, context)

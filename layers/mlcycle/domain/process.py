@@ -51,7 +51,7 @@ REJECT_REASON = "_reject_reason"
 DATETIME_DTYPE: Final = "datetime64[us]"
 TEXT_DTYPE: Final = "str"
 PARQUET_COMPRESSION: Final = "zstd"
-THREADS = 2  # the stage's Lambda has two vCPUs
+THREADS = 2  # columns `curate` works on at once; most of that work releases the GIL
 
 _T = TypeVar("_T")
 
@@ -121,7 +121,7 @@ def curate(table: pa.Table, spec: ProblemSpec) -> Curated:
     """The whole stage on an Arrow table: `resolve_schema`, then `clean`, in one pass."""
     frame = _Frame(table)
     pool = ThreadPoolExecutor(THREADS, thread_name_prefix="curate")
-    try:  # columns are looked at two at a time: most of the work releases the GIL
+    try:
         schema = _resolve(frame, spec, pool)
         done = _clean(frame, schema, pool)
     finally:
@@ -416,8 +416,9 @@ def _sample_positions(n: int) -> np.ndarray:
     return positions
 
 
-# pandas dtypes whose Arrow conversion round-trips exactly (NaN <-> null for float64)
 def _arrow_of(series: pd.Series) -> pa.ChunkedArray | None:
+    """The Series as Arrow when its dtype round-trips exactly (float64 NaN as null), else
+    None: the column then takes the pandas rules only."""
     dtype = series.dtype
     fast = (
         (isinstance(dtype, np.dtype) and dtype.kind in "iu")

@@ -26,6 +26,7 @@ from mlcycle.local import lambda_seam
 from mlcycle.local.assembly import ensure_assembly, load_template, project_root
 from mlcycle.local.deployment import LocalDeployment, deploy
 from mlcycle.local.template import REGION
+from mlcycle.serving import runtime as serving_runtime
 from mlcycle.spec import dataset_name
 
 _POLL_SECONDS = 0.1
@@ -86,12 +87,63 @@ def run_local(
     assembly: Path | None = None,
 ) -> RunOutcome:
     """Deploy the synthesized stack into moto, upload `data` and follow its execution."""
-    root = project_root()
-    assembly = assembly or ensure_assembly(root)
-    stack_name, template = load_template(assembly)
     spec_text, dataset = _spec_for(
         data, target=target, task=task, spec_file=spec_file, bake_seconds=bake_seconds
     )
+    with local_aws(out_dir, assembly=assembly) as aws:
+        s3 = aws.session.client("s3")
+        s3.put_object(
+            Bucket=aws.deployment.lake_bucket,
+            Key=f"{Zone.SPECS.prefix}{dataset}.yaml",
+            Body=spec_text.encode(),
+        )
+        s3.put_object(
+            Bucket=aws.deployment.lake_bucket,
+            Key=f"{Zone.LANDING.prefix}{data.name}",
+            Body=data.read_bytes(),
+        )
+        execution_arns = deliver_events(aws.deployment, aws.session)
+        if len(execution_arns) != 1:
+            raise RuntimeError(f"the upload started {len(execution_arns)} runs, expected one")
+        outcome = follow_execution(
+            aws.deployment, aws.session, execution_arns[0], dataset, on_stage
+        )
+    return _finish(outcome, out_dir)
+
+
+@dataclass
+class LocalAws:
+    """The stack deployed into an in-process moto, the handlers' environment set."""
+
+    deployment: LocalDeployment
+    session: boto3.Session
+    template: dict[str, Any]
+
+    def invoke(self, stage: str, event: dict[str, Any]) -> dict[str, Any]:
+        """Invoke one of the stack's functions through moto's Lambda API (in-process)."""
+        function = next(f for f in self.deployment.functions.values() if f.stage == stage)
+        response = self.session.client("lambda").invoke(
+            FunctionName=function.name, Payload=json.dumps(event, default=str).encode()
+        )
+        result: dict[str, Any] = json.loads(response["Payload"].read())
+        if response.get("FunctionError"):
+            raise LocalInvokeError(
+                f"{stage}: {result.get('errorType')}: {result.get('errorMessage')}"
+            )
+        return result
+
+
+class LocalInvokeError(RuntimeError):
+    """A function invoked locally raised; the message carries its error type and message."""
+
+
+@contextlib.contextmanager
+def local_aws(out_dir: Path, *, assembly: Path | None = None) -> Iterator[LocalAws]:
+    """The synthesized stack in moto, with `out_dir`'s lake and registry restored into it;
+    the lake and registry are exported back to `out_dir` on the way out."""
+    root = project_root()
+    assembly = assembly or ensure_assembly(root)
+    stack_name, template = load_template(assembly)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "logs").mkdir(exist_ok=True)
     with (
@@ -100,28 +152,18 @@ def run_local(
     ):
         lambda_seam.install()
         deployment = deploy(stack_name, template, root=root, assembly=assembly)
-        restore_lake(deployment, boto3.Session(region_name=REGION), out_dir)
+        session = boto3.Session(region_name=REGION)
+        restore_lake(deployment, session, out_dir)
         with (
             mock.patch.dict(os.environ, deployment.environment()),
             _handler_output(out_dir / "logs" / "handlers.log"),
         ):
-            session = boto3.Session(region_name=REGION)
-            s3 = session.client("s3")
-            s3.put_object(
-                Bucket=deployment.lake_bucket,
-                Key=f"{Zone.SPECS.prefix}{dataset}.yaml",
-                Body=spec_text.encode(),
-            )
-            s3.put_object(
-                Bucket=deployment.lake_bucket,
-                Key=f"{Zone.LANDING.prefix}{data.name}",
-                Body=data.read_bytes(),
-            )
-            execution_arns = deliver_events(deployment, session)
-            if len(execution_arns) != 1:
-                raise RuntimeError(f"the upload started {len(execution_arns)} runs, expected one")
-            outcome = follow_execution(deployment, session, execution_arns[0], dataset, on_stage)
+            serving_runtime.reset()  # a new moto: the endpoint's caches start empty
+            yield LocalAws(deployment, session, template)
         export_lake(deployment, session, out_dir)
+
+
+def _finish(outcome: RunOutcome, out_dir: Path) -> RunOutcome:
     outcome.out_dir = str(out_dir)
     outcome.reports = {
         name: str(path.relative_to(out_dir)) for name, path in _reports(out_dir, outcome).items()
@@ -189,8 +231,9 @@ def deliver_events(deployment: LocalDeployment, session: boto3.Session) -> list[
                 result = json.loads(response["Payload"].read())
                 if response.get("FunctionError"):
                     raise RuntimeError(f"{target} failed: {result.get('errorMessage')}")
-                if result.get("execution_arn"):
-                    started.append(result["execution_arn"])
+                arn = result.get("execution_arn")
+                if arn and arn not in started:  # a run named twice is one run
+                    started.append(arn)
             sqs.delete_message(QueueUrl=rule.tap_queue_url, ReceiptHandle=message["ReceiptHandle"])
     return started
 

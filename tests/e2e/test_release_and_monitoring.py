@@ -1,0 +1,74 @@
+"""Stage 9 end to end under moto: releases, drift, alarms, retraining, late labels."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from mlcycle.local.operations import monitor_local
+from mlcycle.local.runner import RunOutcome, run_local
+from mlcycle.samples import customer_churn
+from tests.conftest import EXAMPLES
+
+pytestmark = pytest.mark.slow
+
+
+def _churn_run(out: Path, tmp_path: Path, **spec_changes: object) -> RunOutcome:
+    spec = yaml.safe_load((EXAMPLES / "customer-churn.yaml").read_text())
+    spec.update(release={"bake_seconds": 1, "max_waits": 1}, **spec_changes)
+    spec_file = tmp_path / f"spec-{len(list(tmp_path.glob('spec-*')))}.yaml"
+    spec_file.write_text(yaml.safe_dump(spec))
+    data = tmp_path / "customer-churn.csv"
+    customer_churn(3000, seed=len(list(tmp_path.glob("spec-*")))).to_csv(data, index=False)
+    return run_local(data, spec_file=spec_file, out_dir=out)
+
+
+def _registry(out: Path) -> dict[int, str]:
+    items = json.loads((out / "registry.json").read_text())
+    return {i["version"]: i["stage"] for i in items if str(i["sk"]).startswith("VERSION#")}
+
+
+def test_first_model_to_production_and_a_worse_one_rejected(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    first = _churn_run(out, tmp_path)
+    assert (first.model_version, first.model_stage) == (1, "production")
+    worse = _churn_run(out, tmp_path, threshold=0.99)  # no model reaches it: gate fails
+    assert worse.status == "SUCCEEDED"
+    assert (worse.model_version, worse.model_stage) == (2, "rejected")
+    assert worse.gate["passed"] is False
+    assert "below the threshold 0.990" in worse.gate["reason"]
+    assert _registry(out) == {1: "production", 2: "rejected"}
+
+
+def test_drift_is_detected_retraining_starts_and_late_labels_become_a_live_metric(
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "out"
+    assert _churn_run(out, tmp_path).model_stage == "production"
+
+    # The world moves: prices up, customers newer, everyone on the basic plan.
+    world = customer_churn(400, seed=99)
+    world["monthly_charges"] = world["monthly_charges"] * 1.8
+    world["tenure_months"] = world["tenure_months"] // 4
+    world["plan"] = "basic"
+    traffic = world.drop(columns=["customer_id", "churned"])
+    outcome = monitor_local(out, "customer-churn", current=traffic, labels=world["churned"])
+
+    assert outcome.summary["alarm"] is True
+    assert {"monthly_charges", "tenure_months", "plan"} <= set(outcome.summary["drifted_features"])
+    fired = {a.name for a in outcome.alarms if a.state == "ALARM"}
+    assert "mlcycle-dev-retrain-customer-churn-drift" in fired
+    (retrain,) = outcome.retraining
+    assert retrain.status == "SUCCEEDED"
+    assert retrain.run_id.startswith("customer-churn-retrain-")
+    assert retrain.model_version == 2
+
+    reports = sorted((out / "lake" / "reports" / "dataset=customer-churn" / "monitor").glob("*"))
+    drift = json.loads((reports[-1] / "drift.json").read_text())
+    assert drift["live"]["n_labels"] == 400
+    assert 0.5 < drift["live"]["metrics"]["roc_auc"] <= 1.0
+    assert (reports[-1] / "drift.html").read_text().count("<img") >= 3
