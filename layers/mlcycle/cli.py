@@ -9,6 +9,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from mlcycle.local.commands import OPERATIONS
 from mlcycle.local.runner import RunOutcome, StageOutcome, run_local
 
 _MARK = {"SUCCEEDED": "[green]✓[/]", "FAILED": "[red]✗[/]", "NOT_RUN": "[dim]·[/]"}
@@ -28,6 +29,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--spec", type=Path, help="a problem spec, YAML or JSON")
     run.add_argument(
         "--out", type=Path, default=Path("mlcycle-out"), help="local lake (default ./mlcycle-out)"
+    )
+    run.add_argument(
+        "--bake-seconds", type=int, help="how long a canary bakes (default: the spec's release)"
     )
     source = {
         "dest": "source",
@@ -50,6 +54,34 @@ def _parser() -> argparse.ArgumentParser:
     predict.add_argument("--from", **source)  # type: ignore[arg-type]
     predict.add_argument("--model", help="the model (dataset) name; default: the only one")
     predict.add_argument("file", help='a JSON file {"instances": [...]}, or - for stdin')
+    monitor = commands.add_parser(
+        "monitor",
+        help="compare captured traffic (or --current FILE) with the released model's baseline",
+    )
+    monitor.add_argument("--from", **source)  # type: ignore[arg-type]
+    monitor.add_argument("--dataset", help="the model (dataset) name; default: the only one")
+    monitor.add_argument(
+        "--current",
+        type=Path,
+        help="new data to send through the endpoint first (a target column becomes late labels)",
+    )
+    simulate = commands.add_parser(
+        "simulate-drift",
+        help="the whole loop on the bundled data: drifted traffic, alarm, retraining, release",
+    )
+    simulate.add_argument("--from", **source)  # type: ignore[arg-type]
+    simulate.add_argument("--rows", type=int, default=400, help="drifted requests to send")
+    models = commands.add_parser("models", help="the registry: versions, stages, metrics, lineage")
+    models.add_argument("--from", **source)  # type: ignore[arg-type]
+    promote = commands.add_parser("promote", help="make a registered version production by hand")
+    promote.add_argument("--from", **source)  # type: ignore[arg-type]
+    promote.add_argument("name")
+    promote.add_argument("version", type=int)
+    rollback = commands.add_parser(
+        "rollback", help="end a canary, or put the previous version back into production"
+    )
+    rollback.add_argument("--from", **source)  # type: ignore[arg-type]
+    rollback.add_argument("name")
     return parser
 
 
@@ -60,6 +92,8 @@ def main(argv: list[str] | None = None) -> int:
         return _serve(console, args.source, args.host, args.port)
     if args.command == "predict":
         return _predict(console, args.source, args.model, args.file)
+    if args.command in OPERATIONS:
+        return OPERATIONS[args.command](console, args)
     if not args.data.is_file():
         console.print(f"[red]error:[/] no such file: {args.data}")
         return 2
@@ -81,6 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         target=args.target,
         task=args.task,
         spec_file=args.spec,
+        bake_seconds=args.bake_seconds,
         out_dir=args.out,
         on_stage=progress,
     )

@@ -134,3 +134,43 @@ def judge_canary(ctx: RunContext, lake: Lake, registry: Registry) -> ReleaseResu
     )
     _finish_run(ctx, registry, result)
     return result
+
+
+def promote_by_hand(registry: Registry, dataset: str, version: int, reason: str) -> str:
+    """Make `version` production now (ending a canary of it); the old production is archived."""
+    release = registry.get_release(dataset) or {}
+    if registry.get_version(dataset, version) is None:
+        raise ReleaseConflictError(f"{dataset!r} has no version {version}")
+    current = release.get("production_version")
+    if release.get("canary_version") == version:
+        registry.promote_canary(dataset, version=version)
+    else:
+        if release.get("canary_version") is not None:
+            raise ReleaseConflictError(
+                f"v{release['canary_version']} is in canary; roll it back or promote it first"
+            )
+        registry.set_release(dataset, production_version=version, expected_production=current)
+    registry.set_stage(dataset, version, "production", reason)
+    if current is not None and int(current) != version:
+        registry.set_stage(dataset, int(current), "archived", f"replaced by v{version} by hand")
+    return f"v{version} of {dataset} is production"
+
+
+def rollback_by_hand(registry: Registry, dataset: str, reason: str) -> str:
+    """End a canary; without one, put the latest archived version back into production."""
+    release = registry.get_release(dataset) or {}
+    canary = release.get("canary_version")
+    if canary is not None:
+        registry.end_canary(dataset, version=int(canary))
+        registry.set_stage(dataset, int(canary), "rolled_back", reason)
+        production = release["production_version"]
+        return f"canary v{canary} of {dataset} rolled back; production stays v{production}"
+    current = release.get("production_version")
+    archived = [v for v in registry.list_versions(dataset) if v.get("stage") == "archived"]
+    if current is None or not archived:
+        raise ReleaseConflictError(f"{dataset!r} has no earlier version to roll back to")
+    previous = max(int(v["version"]) for v in archived)
+    registry.set_release(dataset, production_version=previous, expected_production=current)
+    registry.set_stage(dataset, previous, "production", f"rolled back to: {reason}")
+    registry.set_stage(dataset, int(current), "rolled_back", reason)
+    return f"v{current} of {dataset} rolled back; v{previous} is production again"

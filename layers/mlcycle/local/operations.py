@@ -53,6 +53,7 @@ class AlarmState:
 @dataclass
 class MonitorOutcome:
     dataset: str
+    out_dir: Path
     summary: dict[str, Any]
     alarms: list[AlarmState] = field(default_factory=list)
     retraining: list[RunOutcome] = field(default_factory=list)
@@ -198,7 +199,7 @@ def monitor_local(
             _shorten_bake(aws, dataset, bake_seconds)
         summary = aws.invoke("monitor", {"dataset": dataset})[dataset]
         now = datetime.now(UTC)
-        outcome = MonitorOutcome(dataset, summary, evaluate_alarms(aws, now=now))
+        outcome = MonitorOutcome(dataset, out_dir, summary, evaluate_alarms(aws, now=now))
         for execution_arn in deliver_events(aws.deployment, aws.session):
             outcome.retraining.append(
                 follow_execution(aws.deployment, aws.session, execution_arn, dataset, on_stage)

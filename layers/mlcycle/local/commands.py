@@ -1,0 +1,191 @@
+"""The day-2 subcommands of `mlcycle`: monitor, simulate-drift, models, promote, rollback."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from rich.console import Console
+from rich.table import Table
+
+from mlcycle.adapters.registry import Registry
+from mlcycle.domain.tables import read_table
+from mlcycle.local.operations import MonitorOutcome, monitor_local
+from mlcycle.local.runner import StageOutcome, local_aws, run_local
+from mlcycle.local.serve import released_models
+from mlcycle.release import ReleaseConflictError, promote_by_hand, rollback_by_hand
+from mlcycle.samples import customer_churn
+
+EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
+DEMO = "customer-churn"
+
+
+def _only_model(console: Console, source: Path, name: str | None) -> str | None:
+    if name:
+        return name
+    models = sorted(released_models(source)) if (source / "registry.json").is_file() else []
+    if len(models) != 1:
+        console.print(
+            f"[red]error:[/] name the model with --dataset (released: {models or 'none'})"
+        )
+        return None
+    return models[0]
+
+
+def _progress(console: Console) -> Callable[[StageOutcome], None]:
+    def show(stage: StageOutcome) -> None:
+        mark = "[green]✓[/]" if stage.status == "SUCCEEDED" else "[red]✗[/]"
+        console.print(f"    {mark} {stage.name:<18} {stage.seconds or 0:6.2f}s")
+
+    return show
+
+
+def _print_monitor(console: Console, outcome: MonitorOutcome) -> int:
+    summary = outcome.summary
+    state = "[red]ALARM[/]" if summary["alarm"] else "[green]ok[/]"
+    console.print(
+        f"{outcome.dataset}: {summary['sample_size']} captured rows, drift {state}; "
+        f"drifted features: {', '.join(summary['drifted_features']) or 'none'}"
+    )
+    bucket_and_key = summary["report_uri"].removeprefix("s3://").split("/", 1)[1]
+    console.print(f"report: {outcome.out_dir / 'lake' / bucket_and_key}")
+    for alarm in outcome.alarms:
+        mark = "[red]ALARM[/]" if alarm.state == "ALARM" else "[green]OK[/]"
+        console.print(f"  alarm {alarm.name}: {mark} ({alarm.reason})")
+    for run in outcome.retraining:
+        console.print(
+            f"retraining run {run.run_id}: {run.status}; model v{run.model_version} "
+            f"is {run.model_stage} ({(run.gate or {}).get('reason', '')})"
+        )
+    return 0
+
+
+def monitor(console: Console, args: argparse.Namespace) -> int:
+    dataset = _only_model(console, args.source, args.dataset)
+    if dataset is None:
+        return 2
+    current = labels = None
+    if args.current is not None:
+        frame = read_table(args.current.read_bytes(), args.current.name).to_pandas()
+        target = _target(args.source, dataset)
+        if target in frame.columns:  # known outcomes arrive as late labels
+            labels = frame.pop(target).astype(str)
+        current = frame
+    outcome = monitor_local(
+        args.source, dataset, current=current, labels=labels, on_stage=_progress(console)
+    )
+    return _print_monitor(console, outcome)
+
+
+def _target(source: Path, dataset: str) -> str | None:
+    for item in json.loads((source / "registry.json").read_text()):
+        if item.get("dataset") == dataset and item.get("target"):
+            return str(item["target"])
+    return None
+
+
+def simulate_drift(console: Console, args: argparse.Namespace) -> int:
+    """The loop on the bundled data: the world moves, the monitor sees it, an alarm fires,
+    retraining runs, and the gate and the canary decide."""
+    if DEMO not in (
+        released_models(args.source) if (args.source / "registry.json").is_file() else {}
+    ):
+        console.print("no released customer-churn model yet: running the lifecycle on the sample")
+        run_local(
+            EXAMPLES / "customer-churn.csv",
+            spec_file=EXAMPLES / "customer-churn.yaml",
+            out_dir=args.source,
+            bake_seconds=2,
+            on_stage=_progress(console),
+        )
+    world = drifted_customers(args.rows)
+    console.print(
+        f"sending {len(world)} requests of drifted traffic (prices x1.8, newer customers, "
+        "all on the basic plan), then their labels"
+    )
+    outcome = monitor_local(
+        args.source,
+        DEMO,
+        current=world.drop(columns=["customer_id", "churned"]),
+        labels=world["churned"],
+        on_stage=_progress(console),
+    )
+    return _print_monitor(console, outcome)
+
+
+def drifted_customers(rows: int, seed: int = 99) -> pd.DataFrame:
+    world = customer_churn(rows, seed=seed)
+    world["monthly_charges"] = world["monthly_charges"] * 1.8
+    world["tenure_months"] = world["tenure_months"] // 4
+    world["plan"] = "basic"
+    return world
+
+
+def models(console: Console, args: argparse.Namespace) -> int:
+    items: list[dict[str, Any]] = json.loads((args.source / "registry.json").read_text())
+    releases = {i["pk"]: i for i in items if i.get("sk") == "RELEASE"}
+    table = Table(title=f"registry ({args.source})", header_style="bold")
+    for column in ("model", "version", "stage", "algorithm", "primary metric", "run", "source"):
+        table.add_column(column)
+    for item in sorted(
+        (i for i in items if str(i.get("sk", "")).startswith("VERSION#")),
+        key=lambda i: (i["dataset"], i["version"]),
+    ):
+        metric = item.get("primary_metric")
+        value = (item.get("metrics") or {}).get(metric)
+        lineage = item.get("lineage", {})
+        table.add_row(
+            item["dataset"],
+            str(item["version"]),
+            item["stage"],
+            item.get("algorithm", ""),
+            f"{metric} {value:.4f}" if value is not None else "",
+            item.get("run_id", ""),
+            f"{lineage.get('source', {}).get('key', '')} ({lineage.get('sha256', '')[:12]})",
+        )
+    console.print(table)
+    for pk, release in sorted(releases.items()):
+        canary = release.get("canary_version")
+        extra = f", canary v{canary} at {release.get('canary_weight')}" if canary else ""
+        console.print(
+            f"{pk.removeprefix('MODEL#')}: production v{release.get('production_version')}{extra}"
+        )
+    return 0
+
+
+def _by_hand(console: Console, args: argparse.Namespace, action: Callable[[Registry], str]) -> int:
+    with local_aws(args.source) as aws:
+        registry = Registry(aws.session.client("dynamodb"), aws.deployment.registry_table)
+        try:
+            console.print(action(registry))
+        except ReleaseConflictError as error:
+            console.print(f"[red]error:[/] {error}")
+            return 1
+    return 0
+
+
+def promote(console: Console, args: argparse.Namespace) -> int:
+    return _by_hand(
+        console,
+        args,
+        lambda registry: promote_by_hand(registry, args.name, args.version, "promoted by hand"),
+    )
+
+
+def rollback(console: Console, args: argparse.Namespace) -> int:
+    return _by_hand(
+        console, args, lambda registry: rollback_by_hand(registry, args.name, "rolled back by hand")
+    )
+
+
+OPERATIONS: dict[str, Callable[[Console, argparse.Namespace], int]] = {
+    "monitor": monitor,
+    "simulate-drift": simulate_drift,
+    "models": models,
+    "promote": promote,
+    "rollback": rollback,
+}
