@@ -6,6 +6,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
+
+from tests.conftest import ROOT
 
 LAMBDA_UNZIPPED_LIMIT = 250 * 1024 * 1024
 
@@ -93,3 +96,31 @@ def test_gateway_rejections_name_the_problem(template: dict[str, Any]) -> None:
     }
     body = responses["BAD_REQUEST_BODY"]["ResponseTemplates"]["application/json"]
     assert "$context.error.validationErrorString" in body
+
+
+def _gateway_routes(template: dict[str, Any]) -> set[tuple[str, str]]:
+    """(method, path) of every API Gateway method, the path rebuilt from its resources."""
+    resources = _resources(template, "AWS::ApiGateway::Resource")
+
+    def path_of(ref: dict[str, Any]) -> str:
+        if "Ref" not in ref:  # the API's root resource
+            return ""
+        resource = resources[ref["Ref"]]["Properties"]
+        return f"{path_of(resource['ParentId'])}/{resource['PathPart']}"
+
+    return {
+        (method["Properties"]["HttpMethod"], path_of(method["Properties"]["ResourceId"]))
+        for method in _resources(template, "AWS::ApiGateway::Method").values()
+    }
+
+
+def test_the_openapi_description_matches_the_deployed_routes(template: dict[str, Any]) -> None:
+    document = yaml.safe_load((ROOT / "openapi.yaml").read_text())
+    described = {
+        # A path part cannot mix a variable and a literal in API Gateway: `{name}:predict` is
+        # served by the `{model}` resource and the function routes on the verb.
+        (method.upper(), path.replace("{name}:predict", "{model}").replace("{name}", "{model}"))
+        for path, item in document["paths"].items()
+        for method in item
+    }
+    assert described == _gateway_routes(template)

@@ -13,6 +13,8 @@ from aws_lambda_powertools.utilities.parser.models import (
 )
 from pydantic import BaseModel
 
+from functions.monitor.handler import MonitorRequest
+from functions.retrain.handler import AlarmStateChange
 from mlcycle.context import RunContext, TrainEvent
 from tests.conftest import ROOT
 
@@ -20,6 +22,8 @@ MODELS: dict[str, type[BaseModel]] = {
     "start_run": S3EventNotificationEventBridgeModel,
     "train_model": TrainEvent,
     "predict": APIGatewayProxyEventModel,
+    "monitor": MonitorRequest,
+    "retrain": AlarmStateChange,
 }
 EVENTS = sorted((ROOT / "events").glob("*/*.json"))
 
