@@ -47,8 +47,11 @@ lock: install
 	$(BIN)/pip install --dry-run --quiet --ignore-installed --report .cache/lock.json .
 	$(BIN)/python -m infra.lock .cache/lock.json requirements.lock
 
+# Benchmarks: run on demand, each prints ratios against a baseline measured in the same run.
 bench: install
 	$(BIN)/python bench/stages.py
+	$(BIN)/python bench/endpoint.py
+	$(BIN)/python bench/drift.py
 
 clean:
 	rm -rf cdk.out mlcycle-out .pytest_cache .mypy_cache .ruff_cache
