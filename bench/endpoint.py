@@ -41,6 +41,8 @@ from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
+from mlcycle.adapters.registry import create_table as create_registry_table
+
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = "customer-churn"
 NUMERIC = [
@@ -138,18 +140,7 @@ def publish(onnx: bytes, manifest: dict[str, Any], endpoint_url: str | None = No
     s3 = boto3.client("s3", endpoint_url=endpoint_url)
     dynamodb = boto3.client("dynamodb", endpoint_url=endpoint_url)
     s3.create_bucket(Bucket="lake")
-    dynamodb.create_table(
-        TableName="registry",
-        KeySchema=[
-            {"AttributeName": "pk", "KeyType": "HASH"},
-            {"AttributeName": "sk", "KeyType": "RANGE"},
-        ],
-        AttributeDefinitions=[
-            {"AttributeName": "pk", "AttributeType": "S"},
-            {"AttributeName": "sk", "AttributeType": "S"},
-        ],
-        BillingMode="PAY_PER_REQUEST",
-    )
+    create_registry_table(dynamodb, "registry")
     prefix = f"models/dataset={MODEL}/version=000001/"
     s3.put_object(Bucket="lake", Key=prefix + "model.onnx", Body=onnx)
     s3.put_object(Bucket="lake", Key=prefix + "manifest.json", Body=json.dumps(manifest).encode())

@@ -26,6 +26,19 @@ from mlcycle.local.assembly import ensure_assembly, load_template
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
+# The lifecycle's stage functions in the order a run goes through them.
+LIFECYCLE_STAGES = [
+    "define_problem",
+    "collect_data",
+    "process_data",
+    "define_metrics",
+    "explore_data",
+    "engineer_features",
+    "train_model",
+    "evaluate_models",
+    "register_model",
+    "release_model",
+]
 
 
 @pytest.fixture(scope="session")

@@ -14,22 +14,11 @@ from sklearn.metrics import roc_auc_score
 
 from mlcycle.cli import main
 from mlcycle.local.runner import RunOutcome, run_local
-from tests.conftest import EXAMPLES
+from tests.conftest import EXAMPLES, LIFECYCLE_STAGES
 
 pytestmark = pytest.mark.slow
 
-ALL_STAGES = [
-    "define_problem",
-    "collect_data",
-    "process_data",
-    "define_metrics",
-    "explore_data",
-    "engineer_features",
-    "train_model",
-    "evaluate_models",
-    "register_model",
-    "release_model",
-]
+ALL_STAGES = LIFECYCLE_STAGES
 
 
 def _run_dir(outcome: RunOutcome, zone: str) -> Path:

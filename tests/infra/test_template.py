@@ -8,19 +8,9 @@ from typing import Any
 import pytest
 
 from mlcycle.local.template import Resolver
+from tests.conftest import LIFECYCLE_STAGES
 
-STAGES = [
-    "define_problem",
-    "collect_data",
-    "process_data",
-    "define_metrics",
-    "explore_data",
-    "engineer_features",
-    "train_model",
-    "evaluate_models",
-    "register_model",
-    "release_model",
-]
+STAGES = LIFECYCLE_STAGES
 
 
 def _of_type(template: dict[str, Any], kind: str) -> list[dict[str, Any]]:

@@ -8,6 +8,7 @@ from moto import mock_aws
 
 from mlcycle.adapters.lake import Lake
 from mlcycle.adapters.registry import Registry
+from mlcycle.adapters.registry import create_table as create_registry_table
 
 
 @pytest.fixture
@@ -27,16 +28,5 @@ def lake(aws: None) -> Lake:
 @pytest.fixture
 def registry(aws: None) -> Registry:
     dynamodb = boto3.client("dynamodb")
-    dynamodb.create_table(
-        TableName="registry",
-        KeySchema=[
-            {"AttributeName": "pk", "KeyType": "HASH"},
-            {"AttributeName": "sk", "KeyType": "RANGE"},
-        ],
-        AttributeDefinitions=[
-            {"AttributeName": "pk", "AttributeType": "S"},
-            {"AttributeName": "sk", "AttributeType": "S"},
-        ],
-        BillingMode="PAY_PER_REQUEST",
-    )
+    create_registry_table(dynamodb, "registry")
     return Registry(dynamodb, "registry")

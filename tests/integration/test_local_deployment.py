@@ -15,18 +15,10 @@ from mlcycle.local import lambda_seam
 from mlcycle.local.assembly import load_template, project_root
 from mlcycle.local.deployment import LocalDeployment, deploy
 from mlcycle.local.runner import deliver_events
+from tests.conftest import LIFECYCLE_STAGES
 
 PIPELINE_STAGES = {
-    "define_problem",
-    "collect_data",
-    "process_data",
-    "define_metrics",
-    "explore_data",
-    "engineer_features",
-    "train_model",
-    "evaluate_models",
-    "register_model",
-    "release_model",
+    *LIFECYCLE_STAGES,
     "record_failure",
     "start_run",
     "predict",

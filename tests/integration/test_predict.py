@@ -15,6 +15,7 @@ import onnxruntime as ort
 import pytest
 from moto import mock_aws
 
+from mlcycle.adapters.registry import create_table as create_registry_table
 from mlcycle.lake_layout import version_prefix
 from mlcycle.serving import runtime
 from mlcycle.serving.manifest import FeatureSpec, Manifest
@@ -186,18 +187,7 @@ def publish(
 
 def create_resources() -> None:
     boto3.client("s3").create_bucket(Bucket=BUCKET)
-    boto3.client("dynamodb").create_table(
-        TableName=TABLE,
-        KeySchema=[
-            {"AttributeName": "pk", "KeyType": "HASH"},
-            {"AttributeName": "sk", "KeyType": "RANGE"},
-        ],
-        AttributeDefinitions=[
-            {"AttributeName": "pk", "AttributeType": "S"},
-            {"AttributeName": "sk", "AttributeType": "S"},
-        ],
-        BillingMode="PAY_PER_REQUEST",
-    )
+    create_registry_table(boto3.client("dynamodb"), TABLE)
 
 
 def api_event(

@@ -55,6 +55,22 @@ def _version_key(version: int) -> str:
     return f"VERSION#{version:06d}"
 
 
+def create_table(dynamodb: DynamoDBClient, name: str) -> None:
+    """The registry table as the stack declares it (for local runs and tests)."""
+    dynamodb.create_table(
+        TableName=name,
+        KeySchema=[
+            {"AttributeName": "pk", "KeyType": "HASH"},
+            {"AttributeName": "sk", "KeyType": "RANGE"},
+        ],
+        AttributeDefinitions=[
+            {"AttributeName": "pk", "AttributeType": "S"},
+            {"AttributeName": "sk", "AttributeType": "S"},
+        ],
+        BillingMode="PAY_PER_REQUEST",
+    )
+
+
 class Registry:
     def __init__(self, dynamodb: DynamoDBClient, table: str) -> None:
         self.dynamodb = dynamodb

@@ -34,7 +34,7 @@ OPTIONAL_STAGES = {"judge_canary"}  # runs only when a release goes through a ca
 # A canary bakes this long in local runs unless the spec or --bake-seconds says otherwise.
 LOCAL_RELEASE = {"bake_seconds": 2, "max_waits": 1}
 # Local stand-ins for what Lambda's environment provides; tracing has no X-Ray daemon here.
-_LOCAL_ENVIRONMENT = {
+LOCAL_ENVIRONMENT = {
     "AWS_ACCESS_KEY_ID": "testing",
     "AWS_SECRET_ACCESS_KEY": "testing",
     "AWS_SESSION_TOKEN": "testing",
@@ -147,7 +147,7 @@ def local_aws(out_dir: Path, *, assembly: Path | None = None) -> Iterator[LocalA
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "logs").mkdir(exist_ok=True)
     with (
-        mock.patch.dict(os.environ, _LOCAL_ENVIRONMENT),
+        mock.patch.dict(os.environ, LOCAL_ENVIRONMENT),
         mock_aws(config={"stepfunctions": {"execute_state_machine": True}}),
     ):
         lambda_seam.install()

@@ -27,24 +27,17 @@ from urllib.parse import parse_qsl, urlsplit
 import boto3
 from moto import mock_aws
 
+from mlcycle.adapters.registry import create_table as create_registry_table
 from mlcycle.lake_layout import Zone
 from mlcycle.local import lambda_seam
 from mlcycle.local.assembly import load_template, project_root
 from mlcycle.local.deployment import DeployedFunction, LocalDeployment, deploy
-from mlcycle.local.runner import restore_lake
+from mlcycle.local.runner import LOCAL_ENVIRONMENT, restore_lake
 from mlcycle.local.template import REGION
 
 PREDICT_HANDLER = "functions.predict.handler.lambda_handler"
 _LOCAL_BUCKET, _LOCAL_TABLE = "mlcycle-local-lake", "mlcycle-local-registry"
-_ENVIRONMENT = {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_SESSION_TOKEN": "testing",
-    "AWS_DEFAULT_REGION": REGION,
-    "AWS_REGION": REGION,
-    "POWERTOOLS_TRACE_DISABLED": "true",
-    "POWERTOOLS_DEV": "false",
-}
+_ENVIRONMENT = LOCAL_ENVIRONMENT
 
 
 class _Context:
@@ -130,18 +123,7 @@ def _view(stack_name: str, environment: dict[str, str], rules: list[Any]) -> Loc
 
 def _direct_deployment() -> tuple[LocalDeployment, dict[str, str]]:
     boto3.client("s3", region_name=REGION).create_bucket(Bucket=_LOCAL_BUCKET)
-    boto3.client("dynamodb", region_name=REGION).create_table(
-        TableName=_LOCAL_TABLE,
-        KeySchema=[
-            {"AttributeName": "pk", "KeyType": "HASH"},
-            {"AttributeName": "sk", "KeyType": "RANGE"},
-        ],
-        AttributeDefinitions=[
-            {"AttributeName": "pk", "AttributeType": "S"},
-            {"AttributeName": "sk", "AttributeType": "S"},
-        ],
-        BillingMode="PAY_PER_REQUEST",
-    )
+    create_registry_table(boto3.client("dynamodb", region_name=REGION), _LOCAL_TABLE)
     environment = {"LAKE_BUCKET": _LOCAL_BUCKET, "REGISTRY_TABLE": _LOCAL_TABLE}
     return _view("local", environment, []), environment
 
