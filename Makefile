@@ -16,7 +16,7 @@ $(BIN)/.installed: pyproject.toml requirements.lock
 install: $(BIN)/.installed
 
 demo: install
-	$(BIN)/mlcycle run examples/customer-churn.csv --spec examples/customer-churn.yaml
+	$(BIN)/mlcycle run examples/customer-churn.csv --spec examples/customer-churn.yaml --bake-seconds 2
 
 test: install
 	$(BIN)/pytest
