@@ -3,17 +3,29 @@
 from __future__ import annotations
 
 import json
+import threading
+import time
 from pathlib import Path
 
 import pytest
 import yaml
 
-from mlcycle.local.operations import monitor_local
-from mlcycle.local.runner import RunOutcome, run_local
+from mlcycle.adapters.registry import Registry
+from mlcycle.lake_layout import version_prefix
+from mlcycle.local.operations import monitor_local, send_traffic
+from mlcycle.local.runner import (
+    RunOutcome,
+    deliver_events,
+    follow_execution,
+    local_aws,
+    run_local,
+)
 from mlcycle.samples import customer_churn
+from mlcycle.serving.manifest import ONNX_FILE
 from tests.conftest import EXAMPLES
 
 pytestmark = pytest.mark.slow
+DATASET = "customer-churn"
 
 
 def _churn_run(out: Path, tmp_path: Path, **spec_changes: object) -> RunOutcome:
@@ -71,3 +83,47 @@ def test_drift_is_detected_retraining_starts_and_late_labels_become_a_live_metri
     assert drift["live"]["n_labels"] == 400
     assert 0.5 < drift["live"]["metrics"]["roc_auc"] <= 1.0
     assert (reports[-1] / "drift.html").read_text().count("<img") >= 3
+
+
+def test_a_canary_whose_errors_rise_is_rolled_back(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    assert _churn_run(out, tmp_path).model_stage == "production"
+    spec = yaml.safe_load((EXAMPLES / "customer-churn.yaml").read_text())
+    spec["release"] = {"bake_seconds": 8, "max_waits": 2, "canary_weight": 0.5, "min_requests": 20}
+    with local_aws(out) as aws:
+        s3 = aws.session.client("s3")
+        bucket = aws.deployment.lake_bucket
+        s3.put_object(Bucket=bucket, Key="specs/customer-churn.yaml", Body=yaml.safe_dump(spec))
+        # The same rows again: the new model ties production, so it passes the gate.
+        data = (tmp_path / "customer-churn.csv").read_bytes()
+        s3.put_object(Bucket=bucket, Key="landing/customer-churn.csv", Body=data)
+        (execution_arn,) = deliver_events(aws.deployment, aws.session)
+        followed: dict[str, RunOutcome] = {}
+        follower = threading.Thread(
+            target=lambda: followed.update(
+                run=follow_execution(aws.deployment, aws.session, execution_arn, DATASET, None)
+            )
+        )
+        follower.start()
+        registry = Registry(aws.session.client("dynamodb"), aws.deployment.registry_table)
+        deadline = time.monotonic() + 300
+        while (registry.get_release(DATASET) or {}).get("canary_version") != 2:
+            assert follower.is_alive(), f"the run ended before its canary: {followed}"
+            assert time.monotonic() < deadline, "the canary never started"
+            time.sleep(0.2)
+        # The canary's artifact breaks: it no longer matches its manifest's checksum.
+        s3.put_object(Bucket=bucket, Key=version_prefix(DATASET, 2) + ONNX_FILE, Body=b"broken")
+        statuses: list[int] = []
+        traffic = customer_churn(80, seed=8).drop(columns=["customer_id", "churned"])
+        send_traffic(aws, DATASET, traffic, statuses=statuses)
+        follower.join(timeout=300)
+    # Clients routed to the canary got a clear 503; the others were served by production.
+    assert set(statuses) == {200, 503}
+    run = followed["run"]
+    assert (run.status, run.model_version, run.model_stage) == ("SUCCEEDED", 2, "rolled_back")
+    assert _registry(out) == {1: "production", 2: "rolled_back"}
+    canary = json.loads(
+        next((out / "lake" / "runs").rglob(f"run={run.run_id}/canary.json")).read_text()
+    )
+    assert canary["decision"] == "rollback"
+    assert "error rate 100.0% against production's 0.0%" in canary["reason"]

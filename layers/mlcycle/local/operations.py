@@ -60,10 +60,16 @@ class MonitorOutcome:
 
 
 def send_traffic(
-    aws: LocalAws, dataset: str, rows: pd.DataFrame, *, client_key: str = "local"
+    aws: LocalAws,
+    dataset: str,
+    rows: pd.DataFrame,
+    *,
+    client_key: str = "local",
+    statuses: list[int] | None = None,
 ) -> list[str]:
     """One predict request per row, through the deployed predict function; the capture is
-    flushed to the lake at the end. Returns each request's id (for labels)."""
+    flushed to the lake at the end. Returns each request's id (for labels). Any answer but
+    200 raises, unless `statuses` is given to collect the status codes."""
     request_ids = []
     for start, row in enumerate(rows.to_dict(orient="records")):
         instance = {k: (None if pd.isna(v) else _jsonable(v)) for k, v in row.items()}
@@ -74,7 +80,9 @@ def send_traffic(
             headers={"content-type": "application/json", "x-client-id": f"{client_key}-{start}"},
         )
         response = aws.invoke("predict", event)
-        if response["statusCode"] != 200:
+        if statuses is not None:
+            statuses.append(response["statusCode"])
+        elif response["statusCode"] != 200:
             raise RuntimeError(
                 f"the endpoint answered {response['statusCode']}: {response['body']}"
             )

@@ -13,7 +13,7 @@ from typing import Any
 from aws_lambda_powertools.metrics import MetricUnit
 
 from mlcycle.serving import runtime
-from mlcycle.serving.errors import InvalidRequestError, ServingError
+from mlcycle.serving.errors import InvalidRequestError, ModelUnavailableError, ServingError
 from mlcycle.serving.inputs import parse_instances
 
 
@@ -34,8 +34,14 @@ def predict(
     try:
         model = rt.models.get(name, client_key)
     except ServingError as error:
-        _dimensions(name, error.details.get("version"))
+        version = error.details.get("version")
+        _dimensions(name, version)
         metrics.add_metric(name="ModelErrors", unit=MetricUnit.Count, value=1)
+        failed = isinstance(error, ModelUnavailableError) and version is not None
+        if failed and rt.settings.capture_enabled:
+            # The client was routed to a version that cannot answer: count it against that
+            # version, so a canary whose artifact is broken is rolled back on its errors.
+            rt.capture.add_failure(request_id=request_id, model=name, version=int(version))
         raise
     _dimensions(name, model.version)
     try:
