@@ -6,6 +6,7 @@ import functools
 import io
 import os
 import sys
+import warnings
 from collections.abc import Callable
 from functools import cache
 from typing import IO, Any, TypeVar, cast
@@ -36,6 +37,8 @@ class _Stdout(io.TextIOBase):
 
 
 logger = Logger(stream=cast(IO[str], _Stdout()))
+# Most stages publish no metric of their own; Powertools warns on every such flush.
+warnings.filterwarnings("ignore", message="No application metrics to publish", category=UserWarning)
 metrics = Metrics()
 tracer = Tracer()
 

@@ -1,4 +1,5 @@
-"""The nine lifecycle stages wired to the lake and registry.
+"""Lifecycle stages 1-8 (and the failure path and the trigger) wired to the lake and registry;
+stage 9 lives in `mlcycle.release` and `mlcycle.monitoring`.
 
 Each function reads its inputs through the adapters, calls one pure domain function, writes
 the outputs and returns the small result the state machine stores in the run context.
@@ -28,7 +29,6 @@ from mlcycle.context import (
     ProblemResult,
     ProcessResult,
     RegisterResult,
-    ReleaseResult,
     RunContext,
     Source,
     required,
@@ -448,59 +448,6 @@ def register_model(
     lake.put_bytes(prefix + ONNX_FILE, onnx_bytes, content_type="application/octet-stream")
     lake.put_json(prefix + MANIFEST_FILE, served.to_json())
     return RegisterResult(model_version=version, stage=stage)
-
-
-# -- 9. release ------------------------------------------------------------------------------
-
-
-def release_model(ctx: RunContext, registry: Registry) -> ReleaseResult:
-    """Promote a model that passed its gate; a rejected one is never served."""
-    problem = required(ctx.problem, "define_problem")
-    registered = required(ctx.registration, "register_model")
-    evaluated = required(ctx.evaluate, "evaluate_models")
-    release = registry.get_release(problem.dataset) or {}
-    current = release.get("production_version")
-    if not evaluated.gate.passed:
-        result = ReleaseResult(
-            model_version=registered.model_version,
-            stage="rejected",
-            production_version=current,
-            reason=evaluated.gate.reason,
-        )
-    else:
-        registry.set_release(
-            problem.dataset,
-            production_version=registered.model_version,
-            expected_production=current,
-        )
-        registry.set_stage(
-            problem.dataset, registered.model_version, "production", evaluated.gate.reason
-        )
-        if current is not None:
-            registry.set_stage(
-                problem.dataset,
-                int(current),
-                "archived",
-                f"replaced by version {registered.model_version}",
-            )
-        result = ReleaseResult(
-            model_version=registered.model_version,
-            stage="production",
-            production_version=registered.model_version,
-            reason=evaluated.gate.reason,
-        )
-    registry.update_run(
-        problem.dataset,
-        ctx.run_id,
-        {
-            "status": "SUCCEEDED",
-            "finished_at": now_iso(),
-            "task": required(ctx.process, "process_data").task.value,
-            "model_version": registered.model_version,
-            "model_stage": result.stage,
-        },
-    )
-    return result
 
 
 # -- the failure path ------------------------------------------------------------------------

@@ -7,7 +7,6 @@ import json
 import logging
 import os
 import time
-import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
@@ -210,9 +209,7 @@ def _handler_output(log_file: Path) -> Iterator[None]:
         moto_logger.addHandler(file_handler)
         propagate, moto_logger.propagate = moto_logger.propagate, False
         try:
-            with warnings.catch_warnings():
-                warnings.filterwarnings("ignore", message="No application metrics to publish")
-                yield
+            yield
         finally:
             moto_logger.removeHandler(file_handler)
             moto_logger.propagate = propagate
