@@ -87,7 +87,9 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    console = Console(file=sys.stdout, highlight=False, soft_wrap=True)
+    # Outside a terminal (CI logs, pipes) rich would assume 80 columns and squeeze tables.
+    width = None if sys.stdout.isatty() else 160
+    console = Console(file=sys.stdout, highlight=False, soft_wrap=True, width=width)
     if args.command == "serve":
         return _serve(console, args.source, args.host, args.port)
     if args.command == "predict":

@@ -139,8 +139,14 @@ def judge_canary(ctx: RunContext, lake: Lake, registry: Registry) -> ReleaseResu
 def promote_by_hand(registry: Registry, dataset: str, version: int, reason: str) -> str:
     """Make `version` production now (ending a canary of it); the old production is archived."""
     release = registry.get_release(dataset) or {}
-    if registry.get_version(dataset, version) is None:
+    entry = registry.get_version(dataset, version)
+    if entry is None:
         raise ReleaseConflictError(f"{dataset!r} has no version {version}")
+    if entry.get("stage") == "rejected":
+        raise ReleaseConflictError(
+            f"v{version} of {dataset} was rejected by its gate ({entry.get('stage_reason')}); "
+            "a rejected model is never served"
+        )
     current = release.get("production_version")
     if release.get("canary_version") == version:
         registry.promote_canary(dataset, version=version)

@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from mlcycle.adapters.registry import Registry
+from mlcycle.cli import main
 from mlcycle.lake_layout import version_prefix
 from mlcycle.local.operations import monitor_local, send_traffic
 from mlcycle.local.runner import (
@@ -43,7 +44,9 @@ def _registry(out: Path) -> dict[int, str]:
     return {i["version"]: i["stage"] for i in items if str(i["sk"]).startswith("VERSION#")}
 
 
-def test_first_model_to_production_and_a_worse_one_rejected(tmp_path: Path) -> None:
+def test_first_model_to_production_and_a_worse_one_rejected(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = tmp_path / "out"
     first = _churn_run(out, tmp_path)
     assert (first.model_version, first.model_stage) == (1, "production")
@@ -52,6 +55,17 @@ def test_first_model_to_production_and_a_worse_one_rejected(tmp_path: Path) -> N
     assert (worse.model_version, worse.model_stage) == (2, "rejected")
     assert worse.gate["passed"] is False
     assert "below the threshold 0.990" in worse.gate["reason"]
+    assert _registry(out) == {1: "production", 2: "rejected"}
+
+    # By hand: the registry lists both; a rejected model cannot be promoted, and with no
+    # earlier version there is nothing to roll back to.
+    assert main(["models", "--from", str(out)]) == 0
+    listed = capsys.readouterr().out
+    assert "customer-churn │ 2       │ rejected" in listed
+    assert main(["promote", "--from", str(out), "customer-churn", "2"]) == 1
+    assert "v2 of customer-churn was rejected by its gate" in capsys.readouterr().out
+    assert main(["rollback", "--from", str(out), "customer-churn"]) == 1
+    assert "no earlier version to roll back to" in capsys.readouterr().out
     assert _registry(out) == {1: "production", 2: "rejected"}
 
 
