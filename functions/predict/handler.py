@@ -9,7 +9,7 @@ from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from mlcycle.serving import api, runtime
-from mlcycle.serving.errors import ServingError
+from mlcycle.serving.errors import InvalidRequestError, Problem, ServingError
 from mlcycle.serving.runtime import logger
 
 app = APIGatewayRestResolver()
@@ -39,7 +39,11 @@ def _client_key() -> str | None:
 # Powertools matches `<name>` with a pattern that allows ':', then backtracks to `:predict`.
 @app.post("/v1/models/<name>:predict")
 def predict(name: str) -> Response:
-    body = app.current_event.decoded_body
+    try:
+        body = app.current_event.decoded_body
+    except UnicodeDecodeError as error:
+        problem = f"the body is not UTF-8 text: {error}"
+        raise InvalidRequestError([Problem(instance=None, field=None, problem=problem)]) from error
     return _json(200, api.predict(name, body, _request_id(), _client_key()))
 
 

@@ -54,8 +54,7 @@ def start_release(ctx: RunContext, lake: Lake, registry: Registry) -> ReleaseRes
             production_version=production,
             reason=gate.reason,
         )
-    elif production is None:
-        registry.set_release(dataset, production_version=version, expected_production=None)
+    elif production is None and _claim_first_release(registry, dataset, version):
         registry.set_stage(dataset, version, "production", f"first model: {gate.reason}")
         result = ReleaseResult(
             action="done",
@@ -65,6 +64,9 @@ def start_release(ctx: RunContext, lake: Lake, registry: Registry) -> ReleaseRes
             reason=f"first model of {dataset}: {gate.reason}",
         )
     else:
+        if production is None:  # another run released the first model in the meantime
+            release = registry.get_release(dataset) or {}
+            production = release["production_version"]
         policy = _spec(ctx, lake).release
         if release.get("canary_version") is not None:
             raise ReleaseConflictError(
@@ -87,6 +89,15 @@ def start_release(ctx: RunContext, lake: Lake, registry: Registry) -> ReleaseRes
         )
     _finish_run(ctx, registry, result)
     return result
+
+
+def _claim_first_release(registry: Registry, dataset: str, version: int) -> bool:
+    """Make `version` the first production model, unless another run just did (False)."""
+    try:
+        registry.set_release(dataset, production_version=version, expected_production=None)
+    except registry.dynamodb.exceptions.ConditionalCheckFailedException:
+        return False
+    return True
 
 
 def judge_canary(ctx: RunContext, lake: Lake, registry: Registry) -> ReleaseResult:

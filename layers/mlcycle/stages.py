@@ -179,7 +179,7 @@ def process_data(ctx: RunContext, lake: Lake) -> ProcessResult:
             run_prefix(Zone.QUARANTINE, problem.dataset, ctx.run_id) + "rejected_rows.parquet",
             processed.rejected,
         )
-    return ProcessResult(
+    result = ProcessResult(
         curated_uri=lake.put_bytes(
             curated_key + "part-0000.parquet",
             process.parquet_bytes(processed.curated),
@@ -194,6 +194,9 @@ def process_data(ctx: RunContext, lake: Lake) -> ProcessResult:
         duplicates_dropped=processed.duplicates_dropped,
         notes=processed.notes,
     )
+    # What was coerced, dropped or quarantined, kept beside the schema for whoever asks later.
+    lake.put_json(_runs(ctx, "processing.json"), result.model_dump(mode="json"))
+    return result
 
 
 # -- 4. metrics definition -------------------------------------------------------------------

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import IO, Any, cast
 
 from aws_lambda_powertools import Logger, Metrics
-from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
 from mlcycle.serving.capture import CaptureBuffer, FlushResult
 from mlcycle.serving.errors import ModelUnavailableError, ServingError
@@ -141,7 +141,16 @@ def _load_failed(name: str, version: int, error: ModelUnavailableError) -> None:
     logger.error(
         "model load failed", extra={"model": name, "version": version, "reason": str(error)}
     )
-    metrics.add_metric(name="ModelLoadFailures", unit=MetricUnit.Count, value=1)
+    # The alarm watches this metric per service, whatever the model: CloudWatch matches
+    # dimension sets exactly, so it is published on its own with that one dimension.
+    with single_metric(
+        name="ModelLoadFailures",
+        unit=MetricUnit.Count,
+        value=1,
+        namespace=metrics.namespace,
+        default_dimensions={"service": str(metrics.service)},
+    ):
+        pass
 
 
 def report(result: FlushResult | None) -> None:
