@@ -15,6 +15,16 @@ from mlcycle.local.runner import RunOutcome, StageOutcome, run_local
 _MARK = {"SUCCEEDED": "[green]✓[/]", "FAILED": "[red]✗[/]", "NOT_RUN": "[dim]·[/]"}
 
 
+def _from_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--from",
+        dest="source",
+        type=Path,
+        default=Path("mlcycle-out"),
+        help="the output of `mlcycle run` (default ./mlcycle-out)",
+    )
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mlcycle", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -33,32 +43,26 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--bake-seconds", type=int, help="how long a canary bakes (default: the spec's release)"
     )
-    source = {
-        "dest": "source",
-        "type": Path,
-        "default": Path("mlcycle-out"),
-        "help": "the output of `mlcycle run` (default ./mlcycle-out)",
-    }
     serve = commands.add_parser(
         "serve",
         help="serve the released models of a local run over HTTP, as the API would",
         description="Run the prediction endpoint's handler on a local run's lake and registry.",
     )
-    serve.add_argument("--from", **source)  # type: ignore[arg-type]
+    _from_option(serve)
     serve.add_argument("--port", type=int, default=8080)
     serve.add_argument("--host", default="127.0.0.1")
     predict = commands.add_parser(
         "predict",
         help='predict {"instances": [...]} from a file (or - for stdin) with a local run\'s model',
     )
-    predict.add_argument("--from", **source)  # type: ignore[arg-type]
+    _from_option(predict)
     predict.add_argument("--model", help="the model (dataset) name; default: the only one")
     predict.add_argument("file", help='a JSON file {"instances": [...]}, or - for stdin')
     monitor = commands.add_parser(
         "monitor",
         help="compare captured traffic (or --current FILE) with the released model's baseline",
     )
-    monitor.add_argument("--from", **source)  # type: ignore[arg-type]
+    _from_option(monitor)
     monitor.add_argument("--dataset", help="the model (dataset) name; default: the only one")
     monitor.add_argument(
         "--current",
@@ -69,18 +73,18 @@ def _parser() -> argparse.ArgumentParser:
         "simulate-drift",
         help="the whole loop on the bundled data: drifted traffic, alarm, retraining, release",
     )
-    simulate.add_argument("--from", **source)  # type: ignore[arg-type]
+    _from_option(simulate)
     simulate.add_argument("--rows", type=int, default=400, help="drifted requests to send")
     models = commands.add_parser("models", help="the registry: versions, stages, metrics, lineage")
-    models.add_argument("--from", **source)  # type: ignore[arg-type]
+    _from_option(models)
     promote = commands.add_parser("promote", help="make a registered version production by hand")
-    promote.add_argument("--from", **source)  # type: ignore[arg-type]
+    _from_option(promote)
     promote.add_argument("name")
     promote.add_argument("version", type=int)
     rollback = commands.add_parser(
         "rollback", help="end a canary, or put the previous version back into production"
     )
-    rollback.add_argument("--from", **source)  # type: ignore[arg-type]
+    _from_option(rollback)
     rollback.add_argument("name")
     return parser
 

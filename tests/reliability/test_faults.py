@@ -132,6 +132,27 @@ def test_a_stage_that_keeps_failing_fails_the_run_cleanly(
 
 
 @pytest.mark.slow
+def test_a_stage_that_times_out_is_retried_once_then_fails_cleanly(
+    run_upload: Callable[..., Run], faults: Callable[..., list[str]], waits: list[float]
+) -> None:
+    """Lambda reports a timed-out invocation as `Sandbox.Timedout`; moto runs handlers
+    in-process without enforcing timeouts, so the timeout is injected as that error."""
+    timeout = {"errorType": "Sandbox.Timedout", "errorMessage": "Task timed out after 900.00 s"}
+    calls = faults("engineer_features", failures=None, error=timeout)
+    run = run_upload(CORPUS / "target-missing-values.csv")
+    assert calls == ["error", "error"]  # the first attempt and one retry
+    assert waits == [5.0]
+    assert run.outcome.status == "FAILED"
+    assert run.outcome.error == {
+        "stage": "engineer_features",
+        "type": "Sandbox.Timedout",
+        "message": "Task timed out after 900.00 s",
+    }
+    kept = run.zone("quarantine") / run.upload.name
+    assert kept.read_bytes() == run.upload.read_bytes()
+
+
+@pytest.mark.slow
 def test_an_error_that_is_not_transient_is_not_retried(
     run_upload: Callable[..., Run], faults: Callable[..., list[str]], waits: list[float]
 ) -> None:
