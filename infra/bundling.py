@@ -27,6 +27,16 @@ PYTHON_VERSION = "3.14"
 # Lambda's python3.14 runs on Amazon Linux 2023 (glibc 2.34): these wheels all load there.
 PLATFORMS = ["manylinux_2_28_x86_64", "manylinux_2_27_x86_64", "manylinux2014_x86_64"]
 
+# pip options that pick wheels for Lambda's Python and CPU instead of this machine's.
+LAMBDA_PLATFORM_PIP_ARGS = [
+    "--only-binary=:all:",
+    "--implementation",
+    "cp",
+    "--python-version",
+    PYTHON_VERSION,
+    *(arg for platform in PLATFORMS for arg in ("--platform", platform)),
+]
+
 # Parts of the wheels that nothing imports at run time; dropping them keeps the layer small.
 TRIM = [
     "onnxruntime/tools",
@@ -74,12 +84,7 @@ class PipInstall:
                     "install",
                     "--quiet",
                     "--no-deps",
-                    "--only-binary=:all:",
-                    "--implementation",
-                    "cp",
-                    "--python-version",
-                    PYTHON_VERSION,
-                    *(arg for platform in PLATFORMS for arg in ("--platform", platform)),
+                    *LAMBDA_PLATFORM_PIP_ARGS,
                     "--target",
                     str(staging / "python"),
                     "--requirement",

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from infra.bundling import PLATFORMS, PYTHON_VERSION
+from infra.bundling import LAMBDA_PLATFORM_PIP_ARGS
 from infra.endpoint import SERVING_REQUIREMENTS
 from tests.conftest import ROOT
 
@@ -34,12 +34,7 @@ def test_the_lock_resolves_for_the_lambda_platform(tmp_path: Path) -> None:
             "--dry-run",
             "--quiet",
             "--ignore-installed",
-            "--only-binary=:all:",
-            "--implementation",
-            "cp",
-            "--python-version",
-            PYTHON_VERSION,
-            *(arg for platform in PLATFORMS for arg in ("--platform", platform)),
+            *LAMBDA_PLATFORM_PIP_ARGS,
             "--target",
             str(tmp_path),
             "--requirement",
