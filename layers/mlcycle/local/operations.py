@@ -24,10 +24,10 @@ from mlcycle.local.runner import (
     LocalAws,
     ProgressCallback,
     RunOutcome,
-    _finish,
     deliver_events,
     follow_execution,
     local_aws,
+    write_outcome,
 )
 from mlcycle.local.serve import api_event
 from mlcycle.local.template import ACCOUNT_ID, REGION
@@ -213,7 +213,7 @@ def monitor_local(
                 follow_execution(aws.deployment, aws.session, execution_arn, dataset, on_stage)
             )
     for run in outcome.retraining:
-        _finish(run, out_dir)
+        write_outcome(run, out_dir)
     return outcome
 
 

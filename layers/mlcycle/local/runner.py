@@ -107,7 +107,7 @@ def run_local(
         outcome = follow_execution(
             aws.deployment, aws.session, execution_arns[0], dataset, on_stage
         )
-    return _finish(outcome, out_dir)
+    return write_outcome(outcome, out_dir)
 
 
 @dataclass
@@ -162,7 +162,8 @@ def local_aws(out_dir: Path, *, assembly: Path | None = None) -> Iterator[LocalA
         export_lake(deployment, session, out_dir)
 
 
-def _finish(outcome: RunOutcome, out_dir: Path) -> RunOutcome:
+def write_outcome(outcome: RunOutcome, out_dir: Path) -> RunOutcome:
+    """Record where the run's reports are and write DIR/run.json."""
     outcome.out_dir = str(out_dir)
     outcome.reports = {
         name: str(path.relative_to(out_dir)) for name, path in _reports(out_dir, outcome).items()
