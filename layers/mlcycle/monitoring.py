@@ -21,7 +21,7 @@ from mlcycle.domain.drift_report import render_drift_report
 from mlcycle.errors import MlcycleError
 from mlcycle.lake_layout import Zone
 from mlcycle.schema import ResolvedSchema
-from mlcycle.spec import ColumnType, ProblemSpec, Task
+from mlcycle.spec import ColumnType, MonitoringLimits, Task
 
 NAMESPACE = "mlcycle"
 
@@ -86,11 +86,13 @@ def monitor_dataset(
     the production model; returns the drift result's JSON with where the report went."""
     entry = _released(dataset, registry)
     schema = _schema(entry)
-    spec = ProblemSpec.model_validate(
-        lake.get_json(
-            lake.uri(f"{Zone.RUNS.prefix}dataset={dataset}/run={entry['run_id']}/spec.json")
-        )
+    # The limits and the primary metric are the evaluation contract of the model's own run
+    # (the metrics stage wrote it from the spec), so a later spec edit cannot change them.
+    contract = lake.get_json(
+        lake.uri(f"{Zone.RUNS.prefix}dataset={dataset}/run={entry['run_id']}/metrics.json")
     )
+    limits = MonitoringLimits.model_validate(contract["monitoring"])
+    primary = str(contract["primary_metric"])
     artifacts = entry["artifacts"]
     baseline = lake.get_json(artifacts.get("monitor_baseline_uri") or artifacts["baseline_uri"])
     now = now or datetime.now(UTC)
@@ -116,10 +118,9 @@ def monitor_dataset(
                 ]
             joined = window.merge(truth, on="request_id")
     result = monitor.feature_drift(
-        current, baseline, schema, spec.monitoring, predictions=predictions
+        current, baseline, schema, limits, predictions=predictions
     )
     document = result.to_json()
-    primary = spec.metric_for(schema.task)
     if joined is not None and len(joined):
         probability_columns = [f"p:{name}" for name in schema.classes or []]
         probabilities = joined[probability_columns].to_numpy(dtype="float64")
