@@ -6,6 +6,7 @@ import json
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -99,16 +100,25 @@ def test_drift_is_detected_retraining_starts_and_late_labels_become_a_live_metri
     assert (reports[-1] / "drift.html").read_text().count("<img") >= 3
 
 
-def test_a_canary_whose_errors_rise_is_rolled_back(tmp_path: Path) -> None:
+def _canary_with_traffic(
+    tmp_path: Path, *, break_canary: bool
+) -> tuple[RunOutcome, list[int], dict[str, Any]]:
+    """v1 in production, then v2 (the same rows again: it ties v1 and passes its gate) as a
+    canary for half the clients while 80 requests arrive; optionally its artifact breaks."""
     out = tmp_path / "out"
     assert _churn_run(out, tmp_path).model_stage == "production"
     spec = yaml.safe_load((EXAMPLES / "customer-churn.yaml").read_text())
-    spec["release"] = {"bake_seconds": 8, "max_waits": 2, "canary_weight": 0.5, "min_requests": 20}
+    spec["release"] = {
+        "bake_seconds": 8,
+        "max_waits": 2,
+        "canary_weight": 0.5,
+        "min_requests": 20,
+        "max_latency_ratio": 50,  # a shared test machine's latency is no evidence
+    }
     with local_aws(out) as aws:
         s3 = aws.session.client("s3")
         bucket = aws.deployment.lake_bucket
         s3.put_object(Bucket=bucket, Key="specs/customer-churn.yaml", Body=yaml.safe_dump(spec))
-        # The same rows again: the new model ties production, so it passes the gate.
         data = (tmp_path / "customer-churn.csv").read_bytes()
         s3.put_object(Bucket=bucket, Key="landing/customer-churn.csv", Body=data)
         (execution_arn,) = deliver_events(aws.deployment, aws.session)
@@ -125,19 +135,34 @@ def test_a_canary_whose_errors_rise_is_rolled_back(tmp_path: Path) -> None:
             assert follower.is_alive(), f"the run ended before its canary: {followed}"
             assert time.monotonic() < deadline, "the canary never started"
             time.sleep(0.2)
-        # The canary's artifact breaks: it no longer matches its manifest's checksum.
-        s3.put_object(Bucket=bucket, Key=version_prefix(DATASET, 2) + ONNX_FILE, Body=b"broken")
+        if break_canary:  # it no longer matches its manifest's checksum
+            s3.put_object(Bucket=bucket, Key=version_prefix(DATASET, 2) + ONNX_FILE, Body=b"x")
         statuses: list[int] = []
         traffic = customer_churn(80, seed=8).drop(columns=["customer_id", "churned"])
         send_traffic(aws, DATASET, traffic, statuses=statuses)
         follower.join(timeout=300)
-    # Clients routed to the canary got a clear 503; the others were served by production.
-    assert set(statuses) == {200, 503}
     run = followed["run"]
-    assert (run.status, run.model_version, run.model_stage) == ("SUCCEEDED", 2, "rolled_back")
-    assert _registry(out) == {1: "production", 2: "rolled_back"}
     canary = json.loads(
         next((out / "lake" / "runs").rglob(f"run={run.run_id}/canary.json")).read_text()
     )
+    assert _registry(out)[1] == ("archived" if not break_canary else "production")
+    return run, statuses, canary
+
+
+def test_a_healthy_canary_with_live_traffic_is_promoted(tmp_path: Path) -> None:
+    run, statuses, canary = _canary_with_traffic(tmp_path, break_canary=False)
+    assert set(statuses) == {200}
+    assert (run.status, run.model_version, run.model_stage) == ("SUCCEEDED", 2, "production")
+    assert canary["decision"] == "promote"
+    assert canary["canary"]["requests"] >= 20
+    assert canary["production"]["requests"] >= 20
+    assert "within every limit" in canary["reason"]
+
+
+def test_a_canary_whose_errors_rise_is_rolled_back(tmp_path: Path) -> None:
+    run, statuses, canary = _canary_with_traffic(tmp_path, break_canary=True)
+    # Clients routed to the canary got a clear 503; the others were served by production.
+    assert set(statuses) == {200, 503}
+    assert (run.status, run.model_version, run.model_stage) == ("SUCCEEDED", 2, "rolled_back")
     assert canary["decision"] == "rollback"
     assert "error rate 100.0% against production's 0.0%" in canary["reason"]
