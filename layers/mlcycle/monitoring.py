@@ -117,9 +117,7 @@ def monitor_dataset(
                     (r["prediction"].get("probabilities") or {}).get(name) for r in served
                 ]
             joined = window.merge(truth, on="request_id")
-    result = monitor.feature_drift(
-        current, baseline, schema, limits, predictions=predictions
-    )
+    result = monitor.feature_drift(current, baseline, schema, limits, predictions=predictions)
     document = result.to_json()
     if joined is not None and len(joined):
         probability_columns = [f"p:{name}" for name in schema.classes or []]
