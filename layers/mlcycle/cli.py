@@ -138,11 +138,9 @@ def _serve(console: Console, source: Path, host: str, port: int) -> int:
         console.print(f"[red]error:[/] no local run in {source}: run `mlcycle run` first")
         return 2
     stop = threading.Event()
-    with serving(source, host=host, port=port) as (endpoint, server):
+    with serving(source, host=host, port=port) as (_, server):
         address = f"http://{server.server_address[0]}:{server.server_address[1]}"
-        console.print(f"[bold]mlcycle[/] endpoint on [cyan]{address}[/] ({endpoint.mode} mode)")
-        if endpoint.template_error:
-            console.print(f"[dim]cdk.out not deployable ({endpoint.template_error})[/]")
+        console.print(f"[bold]mlcycle[/] endpoint on [cyan]{address}[/] (the predict function)")
         for name, version in released_models(source).items():
             console.print(f"  POST {address}/v1/models/{name}:predict   (version {version})")
         console.print(f"  GET  {address}/v1/models/<name>   GET {address}/health")

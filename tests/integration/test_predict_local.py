@@ -46,7 +46,7 @@ def _post(url: str, body: Any) -> tuple[int, dict[str, Any]]:
 
 
 def test_serve_answers_over_http_and_exports_the_capture(local_run: Path) -> None:
-    with serving(local_run, port=0, use_template=False) as (endpoint, server):
+    with serving(local_run, port=0) as (endpoint, server):
         host, port = server.server_address[:2]
         url = f"http://{host}:{port}/v1/models/{MODEL}:predict"
         status, body = _post(url, {"instances": INSTANCES[:2]})

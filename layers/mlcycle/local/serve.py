@@ -1,19 +1,16 @@
 """`mlcycle serve` and `mlcycle predict`: the prediction endpoint over a local run's lake.
 
 The lake and registry exported by `mlcycle run` (`DIR/lake/<key>`, `DIR/registry.json`) are
-restored into an in-process moto, and the SAME handler as in Lambda answers API Gateway REST
-proxy events built from each HTTP request. When `cdk.out` holds the predict function, the
-stack is deployed from the template (the function's own environment is used); otherwise a
-bucket and a table are created directly. On shutdown the capture buffer is flushed and the
-capture objects are exported back into `DIR/lake`, where `mlcycle monitor` reads them.
+restored into the synthesized stack deployed in an in-process moto (`local_aws`), and its
+predict function, the same handler as in Lambda, answers API Gateway REST proxy events built
+from each HTTP request. On shutdown the capture buffer is flushed and the lake, capture
+included, is exported back into `DIR/lake`, where `mlcycle monitor` reads it.
 """
 
 from __future__ import annotations
 
 import contextlib
-import io
 import json
-import os
 import threading
 import time
 import uuid
@@ -21,40 +18,10 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from unittest import mock
 from urllib.parse import parse_qsl, urlsplit
 
-import boto3
-from moto import mock_aws
-
-from mlcycle.adapters.registry import create_table as create_registry_table
-from mlcycle.lake_layout import Zone
-from mlcycle.local import lambda_seam
-from mlcycle.local.assembly import load_template, project_root
-from mlcycle.local.deployment import DeployedFunction, LocalDeployment, deploy
-from mlcycle.local.runner import LOCAL_ENVIRONMENT, restore_lake
-from mlcycle.local.template import REGION
-
-PREDICT_HANDLER = "functions.predict.handler.lambda_handler"
-_LOCAL_BUCKET, _LOCAL_TABLE = "mlcycle-local-lake", "mlcycle-local-registry"
-_ENVIRONMENT = LOCAL_ENVIRONMENT
-
-
-class _Context:
-    """The slice of Lambda's context object that Powertools reads."""
-
-    function_name = "predict"
-    function_version = "$LATEST"
-    memory_limit_in_mb = 1024
-    invoked_function_arn = f"arn:aws:lambda:{REGION}:123456789012:function:predict"
-    log_group_name = "/aws/lambda/predict"
-    log_stream_name = "local"
-
-    def __init__(self) -> None:
-        self.aws_request_id = str(uuid.uuid4())
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 30_000
+from mlcycle.local.runner import LocalAws, local_aws
+from mlcycle.serving import runtime
 
 
 def api_event(
@@ -90,84 +57,24 @@ def api_event(
     }
 
 
-def _template_deployment(root: Path) -> tuple[LocalDeployment, dict[str, str]] | None:
-    """Deploy `root/cdk.out` into moto if it has the predict function (never synthesizes)."""
-    assembly = root / "cdk.out"
-    if not assembly.is_dir():
-        return None
-    stack_name, template = load_template(assembly)
-    handlers = [
-        r.get("Properties", {}).get("Handler")
-        for r in template.get("Resources", {}).values()
-        if r.get("Type") == "AWS::Lambda::Function"
-    ]
-    if PREDICT_HANDLER not in handlers:
-        return None
-    deployment = deploy(stack_name, template, root=root, assembly=assembly)
-    function = next(f for f in deployment.functions.values() if f.handler == PREDICT_HANDLER)
-    return _view(stack_name, function.environment, deployment.rules), function.environment
-
-
-def _view(stack_name: str, environment: dict[str, str], rules: list[Any]) -> LocalDeployment:
-    """The deployment as `restore_lake` needs it: the lake and the registry the predict
-    function reads (the stack may hold other buckets, such as access logs)."""
-    function = DeployedFunction("Predict", "predict", "", PREDICT_HANDLER, environment)
-    return LocalDeployment(
-        stack_name=stack_name,
-        buckets={"Lake": environment["LAKE_BUCKET"]},
-        tables={"Registry": environment["REGISTRY_TABLE"]},
-        functions={"predict": function},
-        rules=rules,
-    )
-
-
-def _direct_deployment() -> tuple[LocalDeployment, dict[str, str]]:
-    boto3.client("s3", region_name=REGION).create_bucket(Bucket=_LOCAL_BUCKET)
-    create_registry_table(boto3.client("dynamodb", region_name=REGION), _LOCAL_TABLE)
-    environment = {"LAKE_BUCKET": _LOCAL_BUCKET, "REGISTRY_TABLE": _LOCAL_TABLE}
-    return _view("local", environment, []), environment
-
-
 class LocalEndpoint:
-    """The predict handler over a local lake, in an in-process moto. A context manager."""
+    """The stack's predict function over a local lake (`local_aws`), one request at a time as
+    one Lambda container answers. A context manager; on exit the capture is flushed and the
+    lake, capture included, is exported back into `out_dir`."""
 
-    def __init__(
-        self, out_dir: Path, *, root: Path | None = None, use_template: bool = True
-    ) -> None:
+    def __init__(self, out_dir: Path) -> None:
         self.out_dir = out_dir
-        self.root = root or project_root()
-        self.use_template = use_template
-        self.mode = ""  # "template" or "direct", once started
-        self.template_error: str | None = None  # why the template could not be deployed
-        self.deployment: LocalDeployment | None = None
+        self.aws: LocalAws | None = None
         self._stack = contextlib.ExitStack()
-        # One Lambda container answers one request at a time; so does this one.
         self._lock = threading.Lock()
-        self._log = io.StringIO()
 
     def __enter__(self) -> LocalEndpoint:
-        from mlcycle.serving import runtime
-
         if not (self.out_dir / "registry.json").is_file():
             raise FileNotFoundError(
                 f"{self.out_dir / 'registry.json'} not found: run `mlcycle run` first "
                 "(or point --from at its output)"
             )
-        self._stack.enter_context(mock.patch.dict(os.environ, _ENVIRONMENT))
-        self._stack.enter_context(mock_aws())
-        found = None
-        if self.use_template:
-            try:
-                found = _template_deployment(self.root)
-            except Exception as error:  # a template mid-change must not stop local serving
-                self.template_error = f"{type(error).__name__}: {error}"
-        self.mode = "template" if found else "direct"
-        deployment, environment = found or _direct_deployment()
-        self.deployment = deployment
-        restore_lake(deployment, boto3.Session(region_name=REGION), self.out_dir)
-        self._stack.enter_context(mock.patch.dict(os.environ, environment))
-        runtime.reset()
-        self._stack.callback(runtime.reset)
+        self.aws = self._stack.enter_context(local_aws(self.out_dir))
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -178,14 +85,14 @@ class LocalEndpoint:
 
     @property
     def log(self) -> str:
-        """What the handler wrote (JSON logs, EMF metrics), as Lambda would send to CloudWatch."""
-        return self._log.getvalue()
+        """What the handlers wrote (JSON logs, EMF metrics), as Lambda would send CloudWatch."""
+        path = self.out_dir / "logs" / "handlers.log"
+        return path.read_text() if path.is_file() else ""
 
     def invoke(self, event: dict[str, Any]) -> dict[str, Any]:
-        handler = lambda_seam.load_handler(self.root, PREDICT_HANDLER)
-        with self._lock, contextlib.redirect_stdout(self._log):
-            response: dict[str, Any] = handler(event, _Context())
-        return response
+        assert self.aws is not None, "use LocalEndpoint as a context manager"
+        with self._lock:
+            return self.aws.invoke("predict", event)
 
     def request(
         self, method: str, target: str, body: str | None = None
@@ -194,31 +101,13 @@ class LocalEndpoint:
         response = self.invoke(api_event(method, target, body, headers))
         return response["statusCode"], json.loads(response["body"])
 
-    def flush(self) -> list[Path]:
-        """Flush the capture buffer and copy the capture objects into `out_dir/lake`."""
-        from mlcycle.serving import runtime
-
-        with self._lock, contextlib.redirect_stdout(self._log):
-            rt = runtime.current()
-            if rt is not None:
-                rt.flush()
+    def flush(self) -> None:
+        """Write the endpoint's capture buffer and metrics out now."""
+        with self._lock:
+            current = runtime.current()
+            if current is not None:
+                current.flush()
                 runtime.flush_metrics()
-        assert self.deployment is not None
-        s3 = boto3.client("s3", region_name=REGION)
-        written = []
-        pages = s3.get_paginator("list_objects_v2").paginate(
-            Bucket=self.deployment.lake_bucket, Prefix=Zone.CAPTURE.prefix
-        )
-        for page in pages:
-            for obj in page.get("Contents", []):
-                path = self.out_dir / "lake" / obj["Key"]
-                if path.exists():
-                    continue
-                path.parent.mkdir(parents=True, exist_ok=True)
-                body = s3.get_object(Bucket=self.deployment.lake_bucket, Key=obj["Key"])["Body"]
-                path.write_bytes(body.read())
-                written.append(path)
-        return written
 
 
 def released_models(out_dir: Path) -> dict[str, int]:
@@ -266,10 +155,10 @@ def make_server(endpoint: LocalEndpoint, host: str, port: int) -> ThreadingHTTPS
 
 @contextlib.contextmanager
 def serving(
-    out_dir: Path, *, host: str = "127.0.0.1", port: int = 8080, use_template: bool = True
+    out_dir: Path, *, host: str = "127.0.0.1", port: int = 8080
 ) -> Iterator[tuple[LocalEndpoint, ThreadingHTTPServer]]:
     """Start the endpoint and an HTTP server on a thread; stop both (and flush) on exit."""
-    with LocalEndpoint(out_dir, use_template=use_template) as endpoint:
+    with LocalEndpoint(out_dir) as endpoint:
         server = make_server(endpoint, host, port)
         thread = threading.Thread(target=server.serve_forever, daemon=True)
         thread.start()
