@@ -301,8 +301,9 @@ def evaluate_models(ctx: RunContext, lake: Lake, registry: Registry) -> Evaluate
     }
     baseline = evaluation.baseline_metrics(y_train, y_holdout, schema)
     winner = evaluation.pick_winner(scores, metrics.primary_metric)
+    holdout_rows = lake.get_parquet(feature_uris.holdout_rows_uri)
     production_version, production_metrics = _production_scores(
-        problem.dataset, registry, lake, feature_uris.holdout_rows_uri, schema
+        problem.dataset, registry, lake, holdout_rows, schema
     )
     verdict = evaluation.gate(
         primary_metric=metrics.primary_metric,
@@ -318,7 +319,6 @@ def evaluate_models(ctx: RunContext, lake: Lake, registry: Registry) -> Evaluate
     # The serving artifact: one ONNX graph, proven on every holdout row before anything is
     # stored; a ParityError fails the run, so a model that fails parity is never registered.
     onnx_bytes = export.export_onnx(pipeline, schema)
-    holdout_rows = lake.get_parquet(feature_uris.holdout_rows_uri)
     parity = export.check_parity(pipeline, onnx_bytes, holdout_rows, schema)
     onnx_sha256 = hashlib.sha256(onnx_bytes).hexdigest()
     draft = export.build_manifest(
@@ -370,7 +370,7 @@ def evaluate_models(ctx: RunContext, lake: Lake, registry: Registry) -> Evaluate
 
 
 def _production_scores(
-    dataset: str, registry: Registry, lake: Lake, holdout_rows_uri: str, schema: ResolvedSchema
+    dataset: str, registry: Registry, lake: Lake, holdout: pd.DataFrame, schema: ResolvedSchema
 ) -> tuple[int | None, dict[str, float] | None]:
     """The production model scored on this run's holdout, so the comparison is like for like."""
     release = registry.get_release(dataset)
@@ -378,7 +378,6 @@ def _production_scores(
         return None, None
     version = int(release["production_version"])
     entry = registry.get_version(dataset, version) or {}
-    holdout = lake.get_parquet(holdout_rows_uri)
     try:
         production = lake.get_artifact(entry["artifacts"]["pipeline_uri"])
         return version, evaluation.score_model(
