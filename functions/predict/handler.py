@@ -28,8 +28,7 @@ def _client_key() -> str | None:
     event = app.current_event
     identity = event.request_context.identity
     return (
-        event.headers.get("x-client-id")
-        or event.headers.get("X-Client-Id")
+        event.headers.get("x-client-id")  # the headers are case-insensitive
         or identity.user_arn
         or identity.caller
         or identity.source_ip
@@ -44,7 +43,7 @@ def predict(name: str) -> Response:
     except UnicodeDecodeError as error:
         problem = f"the body is not UTF-8 text: {error}"
         raise InvalidRequestError([Problem(instance=None, field=None, problem=problem)]) from error
-    return _json(200, api.predict(name, body, _request_id(), _client_key()))
+    return _json(200, api.predict(name, body, _request_id(), _client_key))
 
 
 @app.get("/v1/models/<name>")

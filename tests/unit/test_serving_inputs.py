@@ -142,6 +142,28 @@ def test_valid_instances_become_the_contract_arrays() -> None:
     assert batch.unknown_categories == [(2, "plan", "gold"), (3, "plan", "7")]
 
 
+def test_numeric_features_become_separate_contiguous_columns() -> None:
+    builder = InputBuilder(
+        Manifest(
+            model="m",
+            version=1,
+            task="regression",
+            target="y",
+            features=[FeatureSpec("a", "numeric"), FeatureSpec("b", "numeric")],
+            onnx_sha256="0" * 64,
+        )
+    )
+    valid = builder.build([{"a": 1, "b": 2.5}, {"a": -3, "b": 4}, {"a": 0.5, "b": 0}]).feeds
+    with_a_null = builder.build([{"a": 1, "b": 2.5}, {"a": -3, "b": None}]).feeds
+    for feeds in (valid, with_a_null):  # one conversion for all, or one per feature
+        assert all(f.flags.c_contiguous and f.dtype == np.float32 for f in feeds.values())
+    assert valid["a"][:, 0].tolist() == [1.0, -3.0, 0.5]
+    assert valid["b"][:, 0].tolist() == [2.5, 4.0, 0.0]
+    assert with_a_null["a"][:, 0].tolist() == [1.0, -3.0]
+    assert with_a_null["b"][0, 0] == 2.5
+    assert np.isnan(with_a_null["b"][1, 0])
+
+
 @pytest.mark.parametrize(
     ("text", "days"),
     [

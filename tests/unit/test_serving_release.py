@@ -69,6 +69,29 @@ def test_unknown_and_unreleased_models_are_told_apart_and_remembered() -> None:
     assert registry.reads == reads + 1
 
 
+def test_the_client_is_identified_only_during_a_canary() -> None:
+    asked: list[str] = []
+
+    def client() -> str:
+        asked.append("asked")
+        return "caller"
+
+    registry, clock = Registry({"MODEL#churn": {"production_version": {"N": "4"}}}), Clock()
+    models = cache(registry, clock)
+    with pytest.raises(ModelUnavailableError, match="version 4"):  # Lake holds no artifact
+        models.get("churn", client)
+    assert asked == []
+    registry.items["MODEL#churn"] = {
+        "production_version": {"N": "4"},
+        "canary_version": {"N": "5"},
+        "canary_weight": {"N": "1"},
+    }
+    clock.now = 31
+    with pytest.raises(ModelUnavailableError, match="version 5"):
+        models.get("churn", client)
+    assert asked == ["asked"]
+
+
 def test_an_invalid_name_never_reaches_the_registry() -> None:
     registry = Registry({})
     with pytest.raises(ModelNotFoundError):

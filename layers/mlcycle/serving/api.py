@@ -8,6 +8,7 @@ maps them to responses in one place.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
@@ -24,15 +25,19 @@ def _dimensions(name: str, version: int | None) -> None:
 
 
 def predict(
-    name: str, body: str | bytes | None, request_id: str, client_key: str | None = None
+    name: str,
+    body: str | bytes | None,
+    request_id: str,
+    client: Callable[[], str | None] | None = None,
 ) -> dict[str, Any]:
     """Predictions of the version this client is routed to (production, or during a release
-    the canary for a stable share of clients); the response names the version."""
+    the canary for a stable share of clients, by the key `client()` gives); the response names
+    the version."""
     started = time.perf_counter()
     rt = runtime.get()
     metrics = runtime.metrics
     try:
-        model = rt.models.get(name, client_key)
+        model = rt.models.get(name, client)
     except ServingError as error:
         version = error.details.get("version")
         _dimensions(name, version)

@@ -7,7 +7,8 @@ numeric -> float32 (null -> NaN); datetime -> ISO-8601 string -> float32 days si
 client fixes its batch in one round trip.
 
 Speed matters: this runs on every request, next to a session.run of ~0.1 ms. Converters are
-built once per model; the common all-valid column takes one type check and one `np.array`.
+built once per model; in the common all-valid batch every numeric feature is converted by
+one `np.array`.
 """
 
 from __future__ import annotations
@@ -138,11 +139,24 @@ class Column(NamedTuple):
 Converter = Callable[[list[Any]], Column]
 
 
+def _numeric_block(names: list[str], rows: list[dict[str, Any]]) -> list[np.ndarray] | None:
+    """Every numeric feature in one conversion: the common all-valid case, where one type and
+    range check per value and one `np.array` replace a converter call per feature (numpy calls
+    cost more than the values for a few rows). None sends the batch to the per-feature path,
+    which names what is wrong. bool is an int subclass, excluded by `type`; NaN fails both
+    comparisons and infinities fail one."""
+    values: list[Any] = [row.get(name) for name in names for row in rows]  # feature-major
+    for v in values:
+        t = type(v)
+        if (t is not float and t is not int) or not -_FLOAT32_MAX <= v <= _FLOAT32_MAX:
+            return None
+    block = np.array(values, dtype=np.float32).reshape(len(names), len(rows), 1)
+    return list(block)  # one contiguous [n, 1] view per feature
+
+
 def _numeric(name: str) -> Converter:
     def convert(values: list[Any]) -> Column:
-        # Fast path, pure Python (numpy calls cost more than this for a few rows): every value
-        # a finite JSON number in float32 range. bool is an int subclass, excluded by `type`;
-        # NaN fails both comparisons and infinities fail one.
+        # A batch with a null somewhere: only the columns holding one take the slow path.
         for v in values:
             t = type(v)
             if (t is not float and t is not int) or not -_FLOAT32_MAX <= v <= _FLOAT32_MAX:
@@ -257,6 +271,7 @@ class InputBuilder:
         self.names = [spec.name for spec in manifest.features]
         self._name_set = frozenset(self.names)
         self._converters = [(spec.name, _converter(spec)) for spec in manifest.features]
+        self._numeric = [spec.name for spec in manifest.features if spec.kind == "numeric"]
 
     def build(self, instances: list[Any]) -> Batch:
         """Raise `InvalidRequestError` naming every bad instance and field, else the feeds."""
@@ -283,8 +298,13 @@ class InputBuilder:
                 )
             rows.append(instance)
         feeds: dict[str, np.ndarray] = {}
+        numeric = _numeric_block(self._numeric, rows) if self._numeric else None
+        if numeric is not None:
+            feeds.update(zip(self._numeric, numeric, strict=True))
         unknown: list[tuple[int, str, str]] = []
         for name, convert in self._converters:
+            if name in feeds:
+                continue
             column = convert([row.get(name) for row in rows])
             feeds[name] = column.array
             problems.extend(column.problems)

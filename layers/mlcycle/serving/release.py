@@ -67,7 +67,7 @@ class _Failure:
 class ModelCache:
     """Release pointers (cached `ttl` seconds) and loaded models, per container.
 
-    `dynamodb` and `s3` are boto3 clients (or anything with `get_item`, `query` and
+    `dynamodb` and `s3` are botocore clients (or anything with `get_item`, `query` and
     `get_object`); `on_load_failure` is told of each load that failed (for the metric).
     """
 
@@ -95,9 +95,9 @@ class ModelCache:
     def loaded(self) -> list[LoadedModel]:
         return list(self._models.values())
 
-    def get(self, name: str, client_key: str | None = None) -> LoadedModel:
+    def get(self, name: str, client: Callable[[], str | None] | None = None) -> LoadedModel:
         """The released model of `name` for this client, loading it if needed; raises a
-        `ServingError`."""
+        `ServingError`. `client` gives the caller's key; it is asked only during a canary."""
         now = self.clock()
         pointer = self._pointers.get(name)
         if pointer is None or now - pointer.read_at >= self.ttl:
@@ -106,7 +106,11 @@ class ModelCache:
         if pointer.error is not None:
             raise pointer.error
         assert pointer.release is not None
-        version = pointer.release.version_for(client_key)
+        release = pointer.release
+        if release.canary is None:
+            version = release.production
+        else:
+            version = release.version_for(client() if client is not None else None)
         model = self._models.get((name, version))
         if model is not None:
             return model

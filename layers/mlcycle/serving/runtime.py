@@ -2,7 +2,7 @@
 model cache and the capture buffer, one of each per container.
 
 Separate from `mlcycle.runtime` on purpose: that one imports the pipeline's adapters (pandas,
-pyarrow); the endpoint ships onnxruntime, numpy and Powertools only. boto3 is imported on
+pyarrow); the endpoint ships onnxruntime, numpy and Powertools only. botocore is imported on
 first use, not at import: a unit test of the handler never pays for it.
 """
 
@@ -83,14 +83,19 @@ class Settings:
 
 
 def _clients() -> tuple[Any, Any]:
-    import boto3
+    # botocore, not boto3: the endpoint needs two plain clients, and boto3 adds its resource
+    # layer and s3transfer (with asyncio) to every cold start.
+    import botocore.session
     from botocore.config import Config
 
     # Short timeouts: a stuck call must not hold a request for Lambda's whole timeout.
     config = Config(
         retries={"mode": "standard", "max_attempts": 3}, connect_timeout=2, read_timeout=10
     )
-    return boto3.client("dynamodb", config=config), boto3.client("s3", config=config)
+    session = botocore.session.get_session()
+    return session.create_client("dynamodb", config=config), session.create_client(
+        "s3", config=config
+    )
 
 
 class Runtime:
