@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+from infra.bundling import runtime_python
 from tests.conftest import ROOT
 
 LAMBDA_UNZIPPED_LIMIT = 250 * 1024 * 1024
@@ -35,7 +40,7 @@ def test_predict_is_a_small_zip_function_with_the_onnx_layer(
     predict: dict[str, Any], template: dict[str, Any], assembly: Path
 ) -> None:
     properties = predict["Properties"]
-    assert properties["Runtime"] == "python3.14"
+    assert properties["Runtime"] == "python3.13"
     assert properties["Architectures"] == ["x86_64"]
     assert properties["TracingConfig"] == {"Mode": "Active"}
     variables = properties["Environment"]["Variables"]
@@ -64,6 +69,67 @@ def test_function_and_layers_fit_lambdas_unzipped_limit(
     total = sum(_folder_size(folder) for folder in folders)
     print(f"predict function + layers, unzipped: {total / 2**20:.1f} MiB")
     assert total < LAMBDA_UNZIPPED_LIMIT
+
+
+# Run by the runtime's Python from the assets alone: which module sources had to be compiled.
+_IMPORT_FROM_ASSETS = """
+import importlib._bootstrap_external as external, json, sys
+compiled = []
+source_to_code = external.SourceLoader.source_to_code
+def spy(self, data, path, **kwargs):
+    compiled.append(path)
+    return source_to_code(self, data, path, **kwargs)
+external.SourceLoader.source_to_code = spy
+from functions.predict.handler import lambda_handler
+event = {"path": "/health", "httpMethod": "GET", "headers": {}, "requestContext": {}}
+response = lambda_handler(event, None)
+print(json.dumps({"compiled": compiled, "response": response}))
+"""
+
+
+def test_the_assets_run_on_the_runtime_python_from_their_own_bytecode(
+    predict: dict[str, Any], template: dict[str, Any], assembly: Path
+) -> None:
+    """Lambda cannot write bytecode, so the assets carry it; the handler imports onnxruntime
+    and numpy, so this also proves the layer's wheels load on the runtime's Python."""
+    function_dir = assembly / predict["Metadata"]["aws:asset:path"]
+    (layer_ref,) = predict["Properties"]["Layers"]
+    layer_dir = assembly / template["Resources"][layer_ref["Ref"]]["Metadata"]["aws:asset:path"]
+    env = {
+        "PATH": os.environ["PATH"],
+        "PYTHONPATH": f"{function_dir}:{layer_dir / 'python'}",
+        "PYTHONDONTWRITEBYTECODE": "1",  # read-only, as in Lambda
+        "POWERTOOLS_METRICS_NAMESPACE": "mlcycle",
+    }
+    result = subprocess.run(
+        [runtime_python(), "-c", _IMPORT_FROM_ASSETS],
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=function_dir,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    outcome = json.loads(result.stdout.strip().splitlines()[-1])
+    shipped = [p for p in outcome["compiled"] if p.startswith((str(function_dir), str(layer_dir)))]
+    assert shipped == []
+    assert outcome["response"]["statusCode"] == 503  # no REGISTRY_TABLE here: misconfigured
+    assert json.loads(outcome["response"]["body"])["status"] == "misconfigured"
+
+
+def test_synth_says_what_to_install_when_no_runtime_python_is_found(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("MLCYCLE_RUNTIME_PYTHON", sys.executable)  # 3.11: the wrong version
+    monkeypatch.setenv("PYENV_ROOT", str(tmp_path))  # no pyenv versions
+    monkeypatch.setenv("PATH", str(tmp_path))  # no python3.13
+    runtime_python.cache_clear()
+    try:
+        with pytest.raises(
+            RuntimeError, match=r"install python3\.13 or set MLCYCLE_RUNTIME_PYTHON"
+        ):
+            runtime_python()
+    finally:
+        runtime_python.cache_clear()
 
 
 def test_every_method_is_iam_authorized_and_post_is_validated(template: dict[str, Any]) -> None:

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from infra.bundling import LAMBDA_PLATFORM_PIP_ARGS
+from infra.bundling import PIPELINE_PYTHON_VERSION, lambda_platform_pip_args
 from infra.endpoint import SERVING_REQUIREMENTS
 from tests.conftest import ROOT
 
@@ -34,7 +34,7 @@ def test_the_lock_resolves_for_the_lambda_platform(tmp_path: Path) -> None:
             "--dry-run",
             "--quiet",
             "--ignore-installed",
-            *LAMBDA_PLATFORM_PIP_ARGS,
+            *lambda_platform_pip_args(PIPELINE_PYTHON_VERSION),
             "--target",
             str(tmp_path),
             "--requirement",
