@@ -9,10 +9,12 @@ from moto import mock_aws
 from mlcycle.adapters.lake import Lake
 from mlcycle.adapters.registry import Registry
 from mlcycle.adapters.registry import create_table as create_registry_table
+from mlcycle.local import atomic_writes
 
 
 @pytest.fixture
 def aws() -> Iterator[None]:
+    atomic_writes.install()  # racing conditional writes: one wins, as in DynamoDB
     with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
         yield
 

@@ -21,7 +21,7 @@ from moto import mock_aws
 
 from mlcycle.adapters.registry import Registry
 from mlcycle.lake_layout import Zone
-from mlcycle.local import lambda_seam
+from mlcycle.local import atomic_writes, lambda_seam
 from mlcycle.local.assembly import ensure_assembly, load_template, project_root
 from mlcycle.local.deployment import LocalDeployment, deploy
 from mlcycle.local.template import REGION
@@ -150,6 +150,7 @@ def local_aws(out_dir: Path, *, assembly: Path | None = None) -> Iterator[LocalA
         mock_aws(config={"stepfunctions": {"execute_state_machine": True}}),
     ):
         lambda_seam.install()
+        atomic_writes.install()
         deployment = deploy(stack_name, template, root=root, assembly=assembly)
         session = boto3.Session(region_name=REGION)
         restore_lake(deployment, session, out_dir)
