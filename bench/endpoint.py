@@ -308,11 +308,11 @@ COLD_ENDPOINT = """
 import time
 start = time.perf_counter()
 import json, sys
-sys.path.insert(0, {root!r})
+{path}
 from functions.predict.handler import lambda_handler
 from mlcycle.serving import runtime
 imported = time.perf_counter()
-runtime._clients()  # botocore import and client creation, as the first request pays them
+{sdk}
 sdk = time.perf_counter() - imported
 
 class Lake:  # the artifact read from local files: no network on either side of the comparison
@@ -384,20 +384,34 @@ def cold(
         event_path.write_text(json.dumps(event(instances[:1])))
         joblib.dump(pipeline, model_path)
         env = {**os.environ, "REGISTRY_TABLE": "registry", "LAKE_BUCKET": "lake"}
+        here = sys.executable
+        endpoint = COLD_ENDPOINT.format(
+            path=f"sys.path.insert(0, {str(ROOT)!r})",
+            sdk="runtime._clients()  # botocore import and clients, as the first request pays",
+            event=str(event_path),
+            store=str(store),
+        )
         scripts = {
-            "endpoint": COLD_ENDPOINT.format(
-                root=str(ROOT), event=str(event_path), store=str(store)
+            "endpoint": (here, endpoint, env),
+            "sklearn": (
+                here,
+                COLD_SKLEARN.format(model=str(model_path), event=str(event_path)),
+                env,
             ),
-            "sklearn": COLD_SKLEARN.format(model=str(model_path), event=str(event_path)),
-            "floor": COLD_FLOOR.format(root=str(ROOT), event=str(event_path), store=str(store)),
+            "floor": (
+                here,
+                COLD_FLOOR.format(root=str(ROOT), event=str(event_path), store=str(store)),
+                env,
+            ),
+            **lambda_assets(env, event_path, store),
         }
         measured: dict[str, list[dict[str, float]]] = {k: [] for k in scripts}
         for _ in range(runs):
-            for label, script in scripts.items():  # alternate: noise hits both alike
-                out = (
+            for label, (python, script, environment) in scripts.items():  # alternate: noise
+                out = (  # hits all alike
                     subprocess.run(
-                        [sys.executable, "-c", script],
-                        env=env,
+                        [python, "-c", script],
+                        env=environment,
                         capture_output=True,
                         text=True,
                         check=True,
@@ -411,7 +425,7 @@ def cold(
     for label, values in measured.items():
         total[label] = statistics.median(v["total"] for v in values)
         imports = statistics.median(v["import"] for v in values)
-        print(f"  {label:<9} {total[label]:6.3f} s   (of which imports {imports:6.3f} s)")
+        print(f"  {label:<24} {total[label]:6.3f} s   (of which imports {imports:6.3f} s)")
     without_sdk = statistics.median(v["without sdk"] for v in measured["endpoint"])
     sklearn = total["sklearn"]
     print(
@@ -419,8 +433,45 @@ def cold(
         f"  endpoint without the AWS SDK's import and clients ({without_sdk:.3f} s) / sklearn = "
         f"{without_sdk / sklearn:.2f}: both sides reading local files\n"
         f"  floor (numpy, onnxruntime, load, answer: {total['floor']:.3f} s) / sklearn = "
-        f"{total['floor'] / sklearn:.2f}"
+        f"{total['floor'] / sklearn:.2f}\n"
+        f"  Lambda's code as synthesized, without its bytecode / with it = "
+        f"{total['assets, no bytecode'] / total['assets, bytecode']:.2f}"
     )
+
+
+def lambda_assets(
+    env: dict[str, str], event_path: Path, store: Path
+) -> dict[str, tuple[str, str, dict[str, str]]]:
+    """The predict function and its layer as synthesized, run by the runtime's Python with the
+    bytecode they ship, and without it (as if compiled at every cold start); no AWS SDK on
+    either side (Lambda's runtime brings its own, compiled)."""
+    from infra.bundling import runtime_python
+    from mlcycle.local.assembly import ensure_assembly, load_template
+
+    assembly = ensure_assembly()
+    _, template = load_template(assembly)
+    resources = template["Resources"]
+    (function,) = [
+        r
+        for r in resources.values()
+        if r["Type"] == "AWS::Lambda::Function"
+        and r["Properties"].get("Handler") == "functions.predict.handler.lambda_handler"
+    ]
+    (layer,) = function["Properties"]["Layers"]
+    code = assembly / function["Metadata"]["aws:asset:path"]
+    packages = assembly / resources[layer["Ref"]]["Metadata"]["aws:asset:path"] / "python"
+    script = COLD_ENDPOINT.format(path="", sdk="", event=str(event_path), store=str(store))
+    lambda_env = {**env, "PYTHONPATH": f"{code}:{packages}", "PYTHONDONTWRITEBYTECODE": "1"}
+    # An empty cache prefix: the interpreter looks for bytecode there, finds none, compiles.
+    nowhere = tempfile.mkdtemp(prefix="no-bytecode-")
+    return {
+        "assets, bytecode": (runtime_python(), script, lambda_env),
+        "assets, no bytecode": (
+            runtime_python(),
+            script,
+            {**lambda_env, "PYTHONPYCACHEPREFIX": nowhere},
+        ),
+    }
 
 
 def main() -> None:
