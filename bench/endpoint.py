@@ -446,20 +446,13 @@ def lambda_assets(
     bytecode they ship, and without it (as if compiled at every cold start); no AWS SDK on
     either side (Lambda's runtime brings its own, compiled)."""
     from infra.bundling import runtime_python
-    from mlcycle.local.assembly import ensure_assembly, load_template
+    from mlcycle.local.assembly import ensure_assembly, function_assets, load_template
 
     assembly = ensure_assembly()
-    _, template = load_template(assembly)
-    resources = template["Resources"]
-    (function,) = [
-        r
-        for r in resources.values()
-        if r["Type"] == "AWS::Lambda::Function"
-        and r["Properties"].get("Handler") == "functions.predict.handler.lambda_handler"
-    ]
-    (layer,) = function["Properties"]["Layers"]
-    code = assembly / function["Metadata"]["aws:asset:path"]
-    packages = assembly / resources[layer["Ref"]]["Metadata"]["aws:asset:path"] / "python"
+    code, (layer,) = function_assets(
+        assembly, load_template(assembly)[1], "functions.predict.handler.lambda_handler"
+    )
+    packages = layer / "python"
     script = COLD_ENDPOINT.format(path="", sdk="", event=str(event_path), store=str(store))
     lambda_env = {**env, "PYTHONPATH": f"{code}:{packages}", "PYTHONDONTWRITEBYTECODE": "1"}
     # An empty cache prefix: the interpreter looks for bytecode there, finds none, compiles.

@@ -13,9 +13,11 @@ import pytest
 import yaml
 
 from infra.bundling import runtime_python
+from mlcycle.local.assembly import function_assets
 from tests.conftest import ROOT
 
 LAMBDA_UNZIPPED_LIMIT = 250 * 1024 * 1024
+PREDICT_HANDLER = "functions.predict.handler.lambda_handler"
 
 
 def _resources(template: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
@@ -27,9 +29,16 @@ def predict(template: dict[str, Any]) -> dict[str, Any]:
     (function,) = [
         r
         for r in _resources(template, "AWS::Lambda::Function").values()
-        if r["Properties"].get("Handler") == "functions.predict.handler.lambda_handler"
+        if r["Properties"].get("Handler") == PREDICT_HANDLER
     ]
     return function
+
+
+@pytest.fixture(scope="module")
+def predict_assets(template: dict[str, Any], assembly: Path) -> tuple[Path, Path]:
+    """The predict function's code folder and its one layer's packages folder."""
+    code, (layer,) = function_assets(assembly, template, PREDICT_HANDLER)
+    return code, layer / "python"
 
 
 def _folder_size(folder: Path) -> int:
@@ -37,7 +46,7 @@ def _folder_size(folder: Path) -> int:
 
 
 def test_predict_is_a_small_zip_function_with_the_onnx_layer(
-    predict: dict[str, Any], template: dict[str, Any], assembly: Path
+    predict: dict[str, Any], predict_assets: tuple[Path, Path]
 ) -> None:
     properties = predict["Properties"]
     assert properties["Runtime"] == "python3.13"
@@ -45,10 +54,7 @@ def test_predict_is_a_small_zip_function_with_the_onnx_layer(
     assert properties["TracingConfig"] == {"Mode": "Active"}
     variables = properties["Environment"]["Variables"]
     assert {"LAKE_BUCKET", "REGISTRY_TABLE", "MAX_INSTANCES"} <= set(variables)
-    (layer_ref,) = properties["Layers"]
-    layer = template["Resources"][layer_ref["Ref"]]
-    layer_dir = assembly / layer["Metadata"]["aws:asset:path"] / "python"
-    function_dir = assembly / predict["Metadata"]["aws:asset:path"]
+    function_dir, layer_dir = predict_assets
     installed = {p.name for p in layer_dir.iterdir()}
     assert {"onnxruntime", "numpy", "aws_lambda_powertools"} <= installed
     # The endpoint must never carry the pipeline's heavy dependencies.
@@ -59,13 +65,10 @@ def test_predict_is_a_small_zip_function_with_the_onnx_layer(
 
 
 def test_function_and_layers_fit_lambdas_unzipped_limit(
-    predict: dict[str, Any], template: dict[str, Any], assembly: Path
+    template: dict[str, Any], assembly: Path
 ) -> None:
-    folders = [assembly / predict["Metadata"]["aws:asset:path"]]
-    for layer_ref in predict["Properties"]["Layers"]:
-        folders.append(
-            assembly / template["Resources"][layer_ref["Ref"]]["Metadata"]["aws:asset:path"]
-        )
+    code, layers = function_assets(assembly, template, PREDICT_HANDLER)
+    folders = [code, *layers]
     total = sum(_folder_size(folder) for folder in folders)
     print(f"predict function + layers, unzipped: {total / 2**20:.1f} MiB")
     assert total < LAMBDA_UNZIPPED_LIMIT
@@ -88,16 +91,14 @@ print(json.dumps({"compiled": compiled, "response": response}))
 
 
 def test_the_assets_run_on_the_runtime_python_from_their_own_bytecode(
-    predict: dict[str, Any], template: dict[str, Any], assembly: Path
+    predict_assets: tuple[Path, Path],
 ) -> None:
     """Lambda cannot write bytecode, so the assets carry it; the handler imports onnxruntime
     and numpy, so this also proves the layer's wheels load on the runtime's Python."""
-    function_dir = assembly / predict["Metadata"]["aws:asset:path"]
-    (layer_ref,) = predict["Properties"]["Layers"]
-    layer_dir = assembly / template["Resources"][layer_ref["Ref"]]["Metadata"]["aws:asset:path"]
+    function_dir, layer_dir = predict_assets
     env = {
         "PATH": os.environ["PATH"],
-        "PYTHONPATH": f"{function_dir}:{layer_dir / 'python'}",
+        "PYTHONPATH": f"{function_dir}:{layer_dir}",
         "PYTHONDONTWRITEBYTECODE": "1",  # read-only, as in Lambda
         "POWERTOOLS_METRICS_NAMESPACE": "mlcycle",
     }

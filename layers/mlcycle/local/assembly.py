@@ -86,3 +86,19 @@ def load_template(assembly: Path, stack_name: str | None = None) -> tuple[str, d
             )
         stack_name = next(iter(stacks))
     return stack_name, json.loads((assembly / stacks[stack_name]).read_text())
+
+
+def function_assets(
+    assembly: Path, template: dict[str, Any], handler: str
+) -> tuple[Path, list[Path]]:
+    """The folders of the function whose handler is `handler`: its code, and its layers'."""
+    resources = template["Resources"]
+    (function,) = [
+        r
+        for r in resources.values()
+        if r["Type"] == "AWS::Lambda::Function" and r["Properties"].get("Handler") == handler
+    ]
+    layers = [resources[ref["Ref"]] for ref in function["Properties"].get("Layers", [])]
+    return assembly / function["Metadata"]["aws:asset:path"], [
+        assembly / layer["Metadata"]["aws:asset:path"] for layer in layers
+    ]
