@@ -139,17 +139,24 @@ class Column(NamedTuple):
 Converter = Callable[[list[Any]], Column]
 
 
-def _numeric_block(names: list[str], rows: list[dict[str, Any]]) -> list[np.ndarray] | None:
-    """Every numeric feature in one conversion: the common all-valid case, where one type and
-    range check per value and one `np.array` replace a converter call per feature (numpy calls
-    cost more than the values for a few rows). None sends the batch to the per-feature path,
-    which names what is wrong. bool is an int subclass, excluded by `type`; NaN fails both
-    comparisons and infinities fail one."""
-    values: list[Any] = [row.get(name) for name in names for row in rows]  # feature-major
+def _finite_float32_numbers(values: list[Any]) -> bool:
+    """Every value a finite JSON number in float32 range, checked in pure Python (numpy calls
+    cost more than this for a few rows). bool is an int subclass, excluded by `type`; NaN
+    fails both comparisons and infinities fail one."""
     for v in values:
         t = type(v)
         if (t is not float and t is not int) or not -_FLOAT32_MAX <= v <= _FLOAT32_MAX:
-            return None
+            return False
+    return True
+
+
+def _numeric_block(names: list[str], rows: list[dict[str, Any]]) -> list[np.ndarray] | None:
+    """Every numeric feature in one conversion: the common all-valid case, where one `np.array`
+    replaces a converter call per feature. None sends the batch to the per-feature path, which
+    names what is wrong."""
+    values: list[Any] = [row.get(name) for name in names for row in rows]  # feature-major
+    if not _finite_float32_numbers(values):
+        return None
     block = np.array(values, dtype=np.float32).reshape(len(names), len(rows), 1)
     return list(block)  # one contiguous [n, 1] view per feature
 
@@ -157,10 +164,8 @@ def _numeric_block(names: list[str], rows: list[dict[str, Any]]) -> list[np.ndar
 def _numeric(name: str) -> Converter:
     def convert(values: list[Any]) -> Column:
         # A batch with a null somewhere: only the columns holding one take the slow path.
-        for v in values:
-            t = type(v)
-            if (t is not float and t is not int) or not -_FLOAT32_MAX <= v <= _FLOAT32_MAX:
-                return _numeric_slow(name, values)
+        if not _finite_float32_numbers(values):
+            return _numeric_slow(name, values)
         return Column(np.array(values, dtype=np.float32).reshape(-1, 1), _NONE)
 
     return convert
