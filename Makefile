@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export CDK_DISABLE_CLI_TELEMETRY := true
 
-.PHONY: install demo test test-fast lint synth cdk-synth lock bench clean
+.PHONY: install demo test test-fast lint synth cdk-synth lock bench browser clean
 
 $(BIN)/.installed: pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -52,6 +52,20 @@ bench: install
 	$(BIN)/python bench/stages.py
 	$(BIN)/python bench/endpoint.py
 	$(BIN)/python bench/drift.py
+	$(BIN)/python bench/evaluation.py
+	$(BIN)/python bench/tuning.py
+
+# Headless chromium for tests/browser (they skip without it). Installing needs root or sudo;
+# without either it says why and succeeds, so `make test` never depends on it.
+browser:
+	@if command -v chromium >/dev/null 2>&1; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ]; then SUDO=; \
+	elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then SUDO=sudo; \
+	else echo "browser: chromium is not installed and installing it needs root or sudo;" \
+		"tests/browser will be skipped"; exit 0; fi; \
+	if $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq \
+		--no-install-recommends chromium; then :; \
+	else echo "browser: apt-get could not install chromium; tests/browser will be skipped"; fi
 
 clean:
 	rm -rf cdk.out mlcycle-out .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,135 @@
+"""The evaluation page from evaluation.json alone: every section for every task, hostile
+names escaped, absent optional parts said in a sentence. Pure: no browser, no AWS."""
+
+from __future__ import annotations
+
+import base64
+import copy
+import re
+from html.parser import HTMLParser
+
+import pytest
+
+from mlcycle.reports import render_evaluation
+from tests.reports_fixtures import HOSTILE, evaluation_doc
+
+SECTIONS = ["verdict", "candidates", "decision", "errors", "importance", "production", "serving"]
+KINDS = ["binary", "binary_imbalanced", "multiclass", "regression"]
+
+
+class _Page(HTMLParser):
+    """Section ids, image sources and the tags a self-contained page must not have."""
+
+    def __init__(self, page: str) -> None:
+        super().__init__()
+        self.ids: list[str] = []
+        self.images: list[str] = []
+        self.tags: list[str] = []
+        self.feed(page)
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = dict(attrs)
+        self.tags.append(tag)
+        if tag == "section" and a.get("id"):
+            self.ids.append(str(a["id"]))
+        if tag == "img":
+            self.images.append(str(a.get("src")))
+
+
+@pytest.fixture(scope="module", params=KINDS)
+def page(request: pytest.FixtureRequest) -> tuple[str, str]:
+    return request.param, render_evaluation(evaluation_doc(request.param))
+
+
+def test_every_section_is_there_with_inline_png_only(page: tuple[str, str]) -> None:
+    kind, html = page
+    parsed = _Page(html)
+    assert parsed.ids == SECTIONS
+    assert "script" not in parsed.tags
+    assert "link" not in parsed.tags  # nothing to fetch or run
+    assert not re.search(r'(src|href)="(https?:)?//', html)
+    assert len(parsed.images) >= 4, kind  # trials x2, importance, and the task's plots
+    for src in parsed.images:
+        prefix = "data:image/png;base64,"
+        assert src.startswith(prefix)
+        png = base64.b64decode(src.removeprefix(prefix), validate=True)
+        assert png[:8] == b"\x89PNG\r\n\x1a\n"
+        assert len(png) < 200_000  # a plot, not a photograph
+
+
+def test_the_sections_answer_for_each_task() -> None:
+    binary = render_evaluation(evaluation_doc("binary"))
+    assert "PASSED" in binary
+    assert "positive class" in binary
+    assert "ROC curve" in binary
+    assert "calibration curve" in binary
+    assert "cumulative gains" in binary
+    assert "No model in production: nothing to compare." in binary
+
+    multiclass = render_evaluation(evaluation_doc("multiclass"))
+    assert "a multiclass model predicts its most probable class" in multiclass
+    assert "grignolino" in multiclass
+    assert "ROC curve" not in multiclass
+    assert "no paired comparison" in multiclass  # production exists, comparison absent
+
+    regression = render_evaluation(evaluation_doc("regression"))
+    assert "No threshold to choose: a regression model" in regression
+    for alt in ("predicted against actual", "residuals against predicted", "residual distribution"):
+        assert f'alt="{alt}"' in regression
+    assert "No model in production: nothing to compare." in regression
+
+
+def test_the_best_value_is_bold_and_the_primary_metric_first() -> None:
+    doc = evaluation_doc("regression")  # lower is better
+    html = render_evaluation(doc)
+    rows = re.findall(r"<tr><th>(\w+)(?: <span class=\"badge\">primary</span>)?", html)
+    assert rows[1] == "rmse"
+    best = min(c["metrics"]["rmse"]["value"] for c in doc["candidates"])
+    assert re.search(rf'<td class="n best">{best:.4g}\b', html)
+
+
+def test_a_rejection_shows_its_failed_check_and_the_paired_comparison() -> None:
+    html = render_evaluation(evaluation_doc("binary_imbalanced"))
+    assert '<div class="card fail"><span class="muted">gate</span><b>REJECTED</b>' in html
+    assert '<span class="badge bad">fail</span> <b>improves on production</b>' in html
+    assert "probability of an improvement" in html
+    assert "78.0%" in html
+    assert "expected cost per decision" in html
+    assert "min recall" in html
+
+
+def test_hostile_names_are_escaped() -> None:
+    html = render_evaluation(evaluation_doc("binary_imbalanced"))
+    assert "<script" not in html.lower()
+    assert "<i>cancer" not in html
+    assert "<b>malignant" not in html
+    assert "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;" in html  # in the feature table
+    assert "&lt;i&gt;cancer&lt;/i&gt; $ürvey$" in html
+    assert HOSTILE[2] in html  # non-ASCII kept as is
+
+
+def test_absent_optional_parts_render_a_sentence() -> None:
+    doc = copy.deepcopy(evaluation_doc("binary"))
+    for key in ("decision", "curves", "production", "classes"):
+        doc.pop(key)
+    doc["importance"]["features"] = []
+    for c in doc["candidates"]:
+        c["search"]["trials"] = []
+        c.pop("threshold")
+    doc["gate"]["checks"] = []
+    html = render_evaluation(doc)
+    for sentence in (
+        "No decision record: the threshold is 0.5.",
+        "No holdout curves were recorded for the winner.",
+        "No importance was recorded.",
+        "No model in production: nothing to compare.",
+        "No search trials were recorded.",
+        "No individual checks were recorded.",
+    ):
+        assert sentence in html
+    assert "<img" not in html
+
+    regression = copy.deepcopy(evaluation_doc("regression"))
+    regression.pop("regression")
+    regression["production"] = None
+    assert "No holdout predictions were recorded" in render_evaluation(regression)
