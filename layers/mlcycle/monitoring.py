@@ -7,6 +7,7 @@ baseline (`domain.monitor`), join late labels into a live metric, write the drif
 
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -24,6 +25,7 @@ from mlcycle.schema import ResolvedSchema
 from mlcycle.spec import ColumnType, MonitoringLimits, Task
 
 NAMESPACE = "mlcycle"
+MAX_DIMENSION = 1024  # characters in a CloudWatch dimension value
 
 
 class NothingToMonitorError(MlcycleError):
@@ -147,6 +149,17 @@ def monitor_dataset(
     return document
 
 
+def dimension(name: str) -> str:
+    """A CloudWatch dimension value (1 to 1024 characters) for any column name: a longer
+    name is cut, with a digest of the whole, so two long names sharing a start stay apart."""
+    if not name:
+        return "(unnamed)"
+    if len(name) <= MAX_DIMENSION:
+        return name
+    digest = hashlib.sha256(name.encode()).hexdigest()[:12]
+    return f"{name[: MAX_DIMENSION - 13]}~{digest}"  # 1024 with "~" and 12 hex
+
+
 def publish(
     cloudwatch: Any, dataset: str, document: dict[str, Any], primary: str, at: datetime
 ) -> None:
@@ -162,7 +175,7 @@ def publish(
                 {
                     "MetricName": "FeaturePSI",
                     "Value": float(feature["psi"]),
-                    "Dimensions": [*dims, {"Name": "feature", "Value": feature["name"]}],
+                    "Dimensions": [*dims, {"Name": "feature", "Value": dimension(feature["name"])}],
                 }
             )
         if document.get("prediction"):

@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 from skl2onnx import to_onnx
 from skl2onnx.common.data_types import FloatTensorType
+from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from threadpoolctl import threadpool_limits
 
@@ -297,3 +298,61 @@ def test_the_skl2onnx_patches_apply_once():
     export._register_converters()
     assert tree_ensemble.add_node is patched
     assert patched.__wrapped__.__module__ == "skl2onnx.common.tree_ensemble"
+
+
+AWKWARD = {
+    "mean radius": ColumnType.NUMERIC,
+    "a.b": ColumnType.NUMERIC,
+    "a_b": ColumnType.NUMERIC,  # skl2onnx names both `a_b`-something
+    "1st": ColumnType.NUMERIC,
+    "x": ColumnType.NUMERIC,
+    "missingindicator_x": ColumnType.NUMERIC,
+    "__target__": ColumnType.NUMERIC,
+    "label": ColumnType.NUMERIC,  # the name of the graph's label output
+    "größe": ColumnType.CATEGORICAL,
+    "emoji 😀": ColumnType.CATEGORICAL,
+    "plan": ColumnType.CATEGORICAL,
+    "plan_basic": ColumnType.NUMERIC,
+    "when?": ColumnType.DATETIME,
+}
+
+
+def test_awkward_feature_names_reach_the_graph_and_the_manifest():
+    rng = np.random.default_rng(4)
+    n = 300
+    df = pd.DataFrame({name: rng.normal(size=n) for name in AWKWARD})
+    df.loc[rng.random(n) < 0.1, "x"] = np.nan
+    for name in ("größe", "emoji 😀"):
+        df[name] = rng.choice(["ä", "😀", "b c"], n).astype(object)
+    df["plan"] = rng.choice(["basic", "pro"], n).astype(object)
+    df["when?"] = pd.Timestamp("2024-01-01") + pd.to_timedelta(rng.integers(0, 300, n), "D")
+    df["y"] = np.where(df["mean radius"] + (df["plan"] == "pro") > 0.5, "yes", "no")
+    schema = ResolvedSchema(
+        dataset="awkward",
+        task=Task.BINARY,
+        target="y",
+        features=AWKWARD,
+        excluded={"row id": "id-like"},
+        classes=["no", "yes"],
+        positive_class="yes",
+    )
+    fs = engineer(df, schema, holdout_fraction=0.3, seed=1)
+    assert fs.X_train.columns.is_unique  # `plan_basic` twice, `missingindicator_x` twice
+    model = LogisticRegression(max_iter=500).fit(fs.X_train, fs.y_train)
+    pipeline = serving_pipeline(fs.transformer, model)
+    onnx_bytes = export_onnx(pipeline, schema)
+    inputs = export.onnx_inputs(onnx_bytes)
+    parity = check_parity(pipeline, onnx_bytes, fs.holdout, schema)
+    manifest = build_manifest(
+        pipeline, onnx_bytes, schema, version=0, onnx_sha256="0" * 64, metrics={}, parity=parity
+    )
+    # Every input is named like its feature but `label`, which the label output holds:
+    # that one keeps skl2onnx's input name, and the manifest says which.
+    assert inputs == [("label1" if name == "label" else name) for name in AWKWARD]
+    assert [(f.name, f.input) for f in manifest.features] == [
+        (name, "label1" if name == "label" else None) for name in AWKWARD
+    ]
+    assert manifest.label_output == "label"
+    assert manifest.excluded == ["row id"]
+    assert parity.labels_equal
+    assert Manifest.from_json(json.loads(json.dumps(manifest.to_json()))) == manifest

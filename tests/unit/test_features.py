@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import math
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from mlcycle.domain.features import (
+    DATE_PARTS,
     DateParts,
     bin_fractions,
     build_transformer,
@@ -125,13 +127,20 @@ def test_expand_dates_adds_numeric_parts():
     assert out.iloc[1][[c for c in out.columns if c.startswith("signup")]].isna().all()
 
 
+def _readable(names: Any) -> list[str]:
+    """The transformer's output names without their position prefix."""
+    return [str(name).split(":", 1)[1] for name in names]
+
+
 def test_engineer_outputs_named_float_features_fit_on_train_only():
     fs = engineer(make_frame(), schema(), holdout_fraction=0.2, seed=3)
     names = list(fs.X_train.columns)
-    assert names[:3] == ["age", "income", "missingindicator_income"]
+    assert names[:3] == ["0:age", "1:income", "2:missingindicator_income"]
+    readable = _readable(names)
     assert {"color_red", "color___missing__", "signup__month", "signup__days_since_epoch"} <= set(
-        names
+        readable
     )
+    assert names == [f"{i}:{name}" for i, name in enumerate(readable)]
     assert list(fs.X_holdout.columns) == names
     assert all(dt == np.float64 for dt in fs.X_train.dtypes)
     assert not fs.X_train.isna().any().any()
@@ -141,7 +150,7 @@ def test_engineer_outputs_named_float_features_fit_on_train_only():
     # "age" has no missing value, so the scaler saw exactly the train column
     assert scaler.mean_[0] == pytest.approx(fs.train["age"].mean())
     assert scaler.mean_[0] != pytest.approx(fs.holdout["age"].mean())
-    assert fs.X_train["age"].mean() == pytest.approx(0.0, abs=1e-9)
+    assert fs.X_train["0:age"].mean() == pytest.approx(0.0, abs=1e-9)
 
 
 def test_transformer_ignores_unknown_categories():
@@ -150,6 +159,7 @@ def test_transformer_ignores_unknown_categories():
     new = data[list(FEATURES)].head(3).copy()
     new["color"] = ["purple", None, "red"]
     out = transformer.transform(model_input(new, schema()))
+    out.columns = _readable(out.columns)
     color = [c for c in out.columns if c.startswith("color_")]
     assert out.iloc[0][color].sum() == 0.0  # unseen: no infrequent bucket here, all zeros
     assert out.iloc[1]["color___missing__"] == 1.0
@@ -160,8 +170,8 @@ def test_rare_categories_share_the_infrequent_bucket():
     df = make_frame()
     df.loc[df.index[:2], "color"] = "mauve"  # 2 of ~320 train rows: below 1%
     fs = engineer(df, schema(), holdout_fraction=0.2, seed=3)
-    assert "color_infrequent_sklearn" in fs.X_train.columns
-    assert "color_mauve" not in fs.X_train.columns
+    assert "color_infrequent_sklearn" in _readable(fs.X_train.columns)
+    assert "color_mauve" not in _readable(fs.X_train.columns)
 
 
 def test_model_input_normalizes_missing_categories():
@@ -252,3 +262,53 @@ def test_psi_is_zero_for_the_same_distribution_and_large_for_a_shift():
     assert psi(base["fractions"], same) < 0.02
     assert psi(base["fractions"], shifted) > 0.5
     assert math.isfinite(psi([0.5, 0.5, 0.0], [0.0, 0.5, 0.5]))
+
+
+def test_names_that_clash_inside_scikit_learn_stay_apart():
+    # `plan`=basic and numeric `plan_basic`, numeric `x` with missing values and
+    # `missingindicator_x`, date `d` and `d__year`, and `__target__`, the target's column in
+    # the feature matrices: each is its own output column, named by position.
+    rng = np.random.default_rng(0)
+    n = 60
+    df = pd.DataFrame(
+        {
+            "plan": rng.choice(["basic", "pro"], n).astype(object),
+            "plan_basic": rng.normal(size=n),
+            "x": np.where(rng.random(n) < 0.2, np.nan, rng.normal(size=n)),
+            "missingindicator_x": rng.normal(size=n),
+            "d": pd.Timestamp("2024-01-01") + pd.to_timedelta(rng.integers(0, 300, n), "D"),
+            "d__year": rng.integers(2000, 2020, n).astype(float),
+            "__target__": rng.normal(size=n),
+            "y": rng.choice(["a", "b"], n),
+        }
+    )
+    features = {
+        "plan": ColumnType.CATEGORICAL,
+        "plan_basic": ColumnType.NUMERIC,
+        "x": ColumnType.NUMERIC,
+        "missingindicator_x": ColumnType.NUMERIC,
+        "d": ColumnType.DATETIME,
+        "d__year": ColumnType.NUMERIC,
+        "__target__": ColumnType.NUMERIC,
+    }
+    sch = ResolvedSchema(
+        dataset="clash", task=Task.BINARY, target="y", features=features, classes=["a", "b"]
+    )
+    fs = engineer(df, sch, holdout_fraction=0.2, seed=1)
+    names = list(fs.X_train.columns)
+    assert _readable(names) == [
+        "plan_basic",
+        "x",
+        "missingindicator_x",
+        "d__year",
+        "__target__",
+        "missingindicator_x",
+        "plan_basic",
+        "plan_pro",
+        *(f"d__{part}" for part in DATE_PARTS),
+    ]
+    assert len(set(names)) == len(names)
+    assert "__target__" not in names
+    # the numeric `plan_basic` is scaled; the one-hot `plan_basic` is 0/1
+    assert fs.X_train[names[0]].mean() == pytest.approx(0.0, abs=1e-9)
+    assert set(fs.X_train[names[6]]) == {0.0, 1.0}

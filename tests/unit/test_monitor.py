@@ -301,3 +301,15 @@ def test_live_quality_ignores_labels_outside_the_classes() -> None:
 def test_live_quality_rejects_a_metric_of_another_task() -> None:
     with pytest.raises(BadInputError, match="rmse"):
         live_quality([1], [1], "binary", ["0", "1"], "1", "rmse")
+
+
+def test_any_feature_name_is_a_cloudwatch_dimension_value() -> None:
+    from mlcycle.monitoring import MAX_DIMENSION, dimension
+
+    assert dimension("price ($) 😀") == "price ($) 😀"
+    assert dimension("x" * MAX_DIMENSION) == "x" * MAX_DIMENSION
+    assert dimension("") == "(unnamed)"
+    long_a, long_b = "n" * 2000 + "a", "n" * 2000 + "b"
+    assert len(dimension(long_a)) == MAX_DIMENSION
+    assert dimension(long_a) != dimension(long_b)  # same first 1024 characters, kept apart
+    assert dimension(long_a) == dimension(long_a)

@@ -178,3 +178,41 @@ def test_numeric_features_become_separate_contiguous_columns() -> None:
 )
 def test_days_since_epoch(text: str, days: float) -> None:
     assert days_since_epoch(text) == pytest.approx(days)
+
+
+def test_excluded_columns_are_ignored_with_a_warning_and_unknown_ones_refused() -> None:
+    builder = InputBuilder(Manifest(**{**vars(MANIFEST), "excluded": ["customer id", "notes"]}))
+    batch = builder.build([{**GOOD, "customer id": "C1"}, GOOD, {**GOOD, "notes": None}])
+    assert set(batch.feeds) == {"tenure", "plan", "signup"}
+    assert batch.warnings == [
+        {
+            "instance": i,
+            "field": f,
+            "warning": "not a feature of the model (excluded in training); ignored",
+        }
+        for i, f in [(0, "customer id"), (2, "notes")]
+    ]
+    with pytest.raises(InvalidRequestError) as caught:
+        builder.build([{**GOOD, "customer id": "C1", "colour": "red"}])
+    assert [(p.instance, p.field) for p in caught.value.problems] == [(0, "colour")]
+    assert "unknown field" in caught.value.problems[0].problem
+
+
+def test_awkward_names_are_fields_and_an_input_name_is_the_feed() -> None:
+    manifest = Manifest(
+        **{
+            **vars(MANIFEST),
+            "features": [
+                FeatureSpec("mean radius", "numeric"),
+                FeatureSpec("label", "numeric", input="label1"),  # the graph's output's name
+                FeatureSpec("größe 😀", "categorical", ["ä"]),
+                FeatureSpec('when? "$"', "datetime"),
+            ],
+        }
+    )
+    instance = {"mean radius": 1.5, "label": 2, "größe 😀": "ä", 'when? "$"': "1970-01-02"}
+    batch = InputBuilder(manifest).build([instance])
+    assert list(batch.feeds) == ["mean radius", "label1", "größe 😀", 'when? "$"']
+    assert batch.feeds["label1"].tolist() == [[2.0]]
+    assert batch.feeds['when? "$"'].tolist() == [[1.0]]
+    assert batch.warnings == []

@@ -91,11 +91,34 @@ def export_onnx(pipeline: Pipeline, schema: ResolvedSchema) -> bytes:
     model = prepared.named_steps["model"]
     options = {id(model): {"zipmap": False}} if is_classifier(model) else None
     onx = to_onnx(prepared, initial_types=initial_types, options=options, target_opset=TARGET_OPSET)
+    _original_input_names(onx.graph, list(schema.features))
     _float32_inputs(onx.graph)
     _float64_outputs(onx.graph)
     onx.producer_name = "mlcycle"
     onnx.checker.check_model(onx)
     return bytes(onx.SerializeToString())
+
+
+def _original_input_names(graph: onnx.GraphProto, features: list[str]) -> None:
+    """Give each graph input its feature's own name (skl2onnx makes C-like names:
+    `mean radius` -> `mean_radius`, `a.b` and `a_b` -> `a_b` and `a_b1`), so the endpoint
+    feeds the names clients send. onnxruntime takes any string. A name that some other value
+    of the graph already holds (only a plain identifier can) keeps skl2onnx's input name,
+    which the manifest then records (`FeatureSpec.input`)."""
+    inputs = [i.name for i in graph.input]
+    if len(inputs) != len(features):
+        raise ParityError(f"the graph has {len(inputs)} inputs for {len(features)} features")
+    others = {name for node in graph.node for name in [*node.input, *node.output]}
+    others |= {o.name for o in graph.output} | {t.name for t in graph.initializer}
+    others -= set(inputs)
+    rename = {old: new for old, new in zip(inputs, features, strict=True) if new not in others}
+    while clashes := [old for old, new in rename.items() if new in set(inputs) - rename.keys()]:
+        for old in clashes:  # another feature's kept input name: keep this one too
+            del rename[old]
+    for graph_input in graph.input:
+        graph_input.name = rename.get(graph_input.name, graph_input.name)
+    for node in graph.node:
+        node.input[:] = [rename.get(name, name) for name in node.input]
 
 
 def _float32_inputs(graph: onnx.GraphProto) -> None:
@@ -162,6 +185,8 @@ def _swap_steps(estimator: Any) -> None:
 
 
 def _serving_step(step: Any) -> Any:
+    if isinstance(step, ColumnTransformer) and type(step) is not ColumnTransformer:
+        step = _as_base(step, ColumnTransformer)  # skl2onnx converts by exact type
     if isinstance(step, SimpleImputer):
         return _serving_imputer(step)
     if isinstance(step, OneHotEncoder):
@@ -177,6 +202,9 @@ def _recast(fitted: Any, cls: type[Any]) -> Any:
     out = object.__new__(cls)
     out.__dict__.update(fitted.__dict__)
     return out
+
+
+_as_base = _recast  # the same state as an instance of a base class
 
 
 def _serving_imputer(imputer: SimpleImputer) -> SimpleImputer:
@@ -452,19 +480,27 @@ def serving_inputs(frame: pd.DataFrame, schema: ResolvedSchema) -> dict[str, np.
     return out
 
 
+def onnx_inputs(onnx_bytes: bytes) -> list[str]:
+    """The graph's input names, in order (the features' order)."""
+    return [i.name for i in onnx.load_from_string(onnx_bytes).graph.input]
+
+
 def onnx_outputs(onnx_bytes: bytes) -> list[str]:
     """The graph's output names, in order."""
     return [o.name for o in onnx.load_from_string(onnx_bytes).graph.output]
 
 
 def run_onnx(onnx_bytes: bytes, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Run the graph once with plain onnxruntime, as the endpoint does."""
+    """Run the graph once with plain onnxruntime, as the endpoint does; `inputs` in the
+    features' order, fed by position (an input is named like its feature but for a rare
+    clash, see `_original_input_names`)."""
     try:
         session = ort.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises its own untyped errors
         raise ParityError(f"onnxruntime cannot load the exported model: {exc}") from exc
+    feeds = dict(zip([i.name for i in session.get_inputs()], inputs.values(), strict=True))
     names = [o.name for o in session.get_outputs()]
-    return dict(zip(names, session.run(names, inputs), strict=True))
+    return dict(zip(names, session.run(names, feeds), strict=True))
 
 
 def check_parity(
@@ -547,18 +583,23 @@ def _fmt_row(values: Any) -> str:
 # --- manifest ----------------------------------------------------------------------------
 
 
-def feature_specs(pipeline: Pipeline, schema: ResolvedSchema) -> list[FeatureSpec]:
+def feature_specs(
+    pipeline: Pipeline, schema: ResolvedSchema, onnx_bytes: bytes | None = None
+) -> list[FeatureSpec]:
     """One `FeatureSpec` per feature, in input order; categorical ones list the categories
-    seen in training (the one-hot encoder's, without the missing placeholder)."""
+    seen in training (the one-hot encoder's, without the missing placeholder), and each
+    records its graph input's name where that is not the feature's own."""
     seen = _categories(pipeline.named_steps["transform"])
+    inputs = onnx_inputs(onnx_bytes) if onnx_bytes is not None else list(schema.features)
     specs = []
-    for col, kind in schema.features.items():
+    for (col, kind), graph_input in zip(schema.features.items(), inputs, strict=True):
         categories = [c for c in seen.get(col, []) if c != MISSING_CATEGORY]
         specs.append(
             FeatureSpec(
                 name=col,
                 kind=kind.value,  # ColumnType values are the FeatureKind literals
                 categories=categories if kind is ColumnType.CATEGORICAL else [],
+                input=graph_input if graph_input != col else None,
             )
         )
     return specs
@@ -595,10 +636,11 @@ def build_manifest(
         version=version,
         task=schema.task.value,
         target=schema.target,
-        features=feature_specs(pipeline, schema),
+        features=feature_specs(pipeline, schema, onnx_bytes),
         onnx_sha256=onnx_sha256,
         metrics=dict(metrics),
         parity=parity,
+        excluded=list(schema.excluded),
     )
     if is_classifier(model):
         return Manifest(

@@ -208,8 +208,8 @@ class DateParts(TransformerMixin, BaseEstimator):
 
 def build_transformer(schema: ResolvedSchema) -> ColumnTransformer:
     """The unfitted feature transformer (see the module docstring); outputs a float
-    DataFrame with readable names such as `age`, `missingindicator_age`, `color_red`,
-    `color_infrequent_sklearn`, `signup__month`."""
+    DataFrame named by position and readable name, such as `0:age`,
+    `3:missingindicator_age`, `4:color_red`, `6:color_infrequent_sklearn`, `8:signup__month`."""
     branches: list[tuple[str, Any, list[str]]] = []
     numeric = schema.columns_of(ColumnType.NUMERIC)
     categorical = schema.columns_of(ColumnType.CATEGORICAL)
@@ -268,11 +268,33 @@ def build_transformer(schema: ResolvedSchema) -> ColumnTransformer:
         )
     if not branches:
         raise GateError("the schema has no feature columns to engineer")
-    # Short names (no "numeric__" prefix) read better in reports; column names are unique
-    # so collisions are only possible with contrived names like "d__year" next to date "d".
-    transformer = ColumnTransformer(branches, remainder="drop", verbose_feature_names_out=False)
+    transformer = FeatureTransformer(
+        branches, remainder="drop", verbose_feature_names_out=_readable_name
+    )
     transformer.set_output(transform="pandas")
+    for _, branch, _ in branches:
+        # Inside a branch the readable names can repeat (numeric `x` adds
+        # `missingindicator_x` next to a column of that name): arrays, named once outside.
+        branch.set_output(transform="default")
     return transformer
+
+
+def _readable_name(transformer_name: str, feature_name: str) -> str:
+    return feature_name  # no branch prefix; the position makes the name unique
+
+
+class FeatureTransformer(ColumnTransformer):
+    """A `ColumnTransformer` whose output names are `<position>:<readable name>`.
+
+    scikit-learn's readable names collide for legitimately different columns (a
+    categorical `plan` with value `basic` next to a numeric `plan_basic`, a numeric
+    `missingindicator_x` next to `x`, a feature named like the target's column in the
+    feature matrices, `__target__`), and a collision silently overwrites a matrix column.
+    The leading position makes every name unique, and unlike `__target__`."""
+
+    def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
+        names = super().get_feature_names_out(input_features)
+        return np.asarray([f"{i}:{name}" for i, name in enumerate(names)], dtype=object)
 
 
 def engineer(

@@ -72,7 +72,7 @@ def predict(
             latency_ms=round((time.perf_counter() - started) * 1000, 3),
         )
     response: dict[str, Any] = {"predictions": predictions, "model_version": model.version}
-    if batch.unknown_categories:
+    if batch.unknown_categories or batch.ignored:
         response["warnings"] = batch.warnings
     metrics.add_metric(name="Instances", unit=MetricUnit.Count, value=len(instances))
     if batch.unknown_categories:  # absent = 0: one metric less to serialize per request

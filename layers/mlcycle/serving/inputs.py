@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any, NamedTuple
 
@@ -259,12 +259,20 @@ def _converter(spec: FeatureSpec) -> Converter:
 class Batch:
     feeds: dict[str, np.ndarray]  # ONNX input name -> [n, 1] array
     unknown_categories: list[tuple[int, str, str]]  # (instance, field, value)
+    ignored: list[tuple[int, str]] = field(default_factory=list)  # (instance, excluded column)
 
     @property
     def warnings(self) -> list[dict[str, Any]]:
         return [
             {"instance": i, "field": f, "warning": f"unknown category {v!r}, not seen in training"}
             for i, f, v in self.unknown_categories
+        ] + [
+            {
+                "instance": i,
+                "field": f,
+                "warning": "not a feature of the model (excluded in training); ignored",
+            }
+            for i, f in self.ignored
         ]
 
 
@@ -275,14 +283,22 @@ class InputBuilder:
         self.features = manifest.features
         self.names = [spec.name for spec in manifest.features]
         self._name_set = frozenset(self.names)
-        self._converters = [(spec.name, _converter(spec)) for spec in manifest.features]
+        self._excluded = frozenset(manifest.excluded)
+        # (field, ONNX input, converter): the input name differs only where export had to
+        self._converters = [
+            (spec.name, spec.input or spec.name, _converter(spec)) for spec in manifest.features
+        ]
         self._numeric = [spec.name for spec in manifest.features if spec.kind == "numeric"]
+        self._numeric_inputs = [
+            spec.input or spec.name for spec in manifest.features if spec.kind == "numeric"
+        ]
 
     def build(self, instances: list[Any]) -> Batch:
         """Raise `InvalidRequestError` naming every bad instance and field, else the feeds."""
         problems: list[Problem] = []
         names, name_set = self.names, self._name_set
         rows: list[dict[str, Any]] = []
+        ignored: list[tuple[int, str]] = []
         for i, instance in enumerate(instances):
             if type(instance) is not dict:
                 problems.append(
@@ -296,25 +312,29 @@ class InputBuilder:
                     for name in names
                     if name not in instance
                 )
-                problems.extend(
-                    Problem(i, key, f"unknown field; the model's features are {names}")
-                    for key in instance
-                    if key not in name_set
-                )
+                for key in instance:
+                    if key in name_set:
+                        continue
+                    if key in self._excluded:
+                        ignored.append((i, key))
+                    else:
+                        problems.append(
+                            Problem(i, key, f"unknown field; the model's features are {names}")
+                        )
             rows.append(instance)
         feeds: dict[str, np.ndarray] = {}
         numeric = _numeric_block(self._numeric, rows) if self._numeric else None
         if numeric is not None:
-            feeds.update(zip(self._numeric, numeric, strict=True))
+            feeds.update(zip(self._numeric_inputs, numeric, strict=True))
         unknown: list[tuple[int, str, str]] = []
-        for name, convert in self._converters:
-            if name in feeds:
+        for name, key, convert in self._converters:
+            if key in feeds:
                 continue
             column = convert([row.get(name) for row in rows])
-            feeds[name] = column.array
+            feeds[key] = column.array
             problems.extend(column.problems)
             unknown.extend((i, name, value) for i, value in column.unknown)
         if problems:
             problems.sort(key=lambda p: p.instance if p.instance is not None else -1)
             raise InvalidRequestError(problems)
-        return Batch(feeds, unknown)
+        return Batch(feeds, unknown, ignored)

@@ -25,6 +25,7 @@ class FeatureSpec:
     name: str
     kind: FeatureKind
     categories: list[str] = field(default_factory=list)  # categorical: values seen in training
+    input: str | None = None  # the ONNX input name, when it differs from `name`
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,7 @@ class Manifest:
     value_output: str | None = None  # regression
     metrics: dict[str, float] = field(default_factory=dict)
     parity: Parity | None = None
+    excluded: list[str] = field(default_factory=list)  # columns the data had, not features
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

@@ -168,7 +168,7 @@ def load_model(manifest: Manifest, onnx: bytes, *, threads: int | None = None) -
 
 def _check_signature(manifest: Manifest, session: ort.InferenceSession) -> None:
     inputs = {i.name: i.type for i in session.get_inputs()}
-    expected = {f.name: _ONNX_TYPES[f.kind] for f in manifest.features}
+    expected = {f.input or f.name: _ONNX_TYPES[f.kind] for f in manifest.features}
     outputs = {o.name for o in session.get_outputs()}
     wanted = (
         {manifest.value_output or "variable"}
