@@ -216,3 +216,19 @@ def test_awkward_names_are_fields_and_an_input_name_is_the_feed() -> None:
     assert batch.feeds["label1"].tolist() == [[2.0]]
     assert batch.feeds['when? "$"'].tolist() == [[1.0]]
     assert batch.warnings == []
+
+
+def test_a_body_nested_thousands_deep_is_a_400_not_a_crash() -> None:
+    for body in ("[" * 5000, '{"instances": ' + "[" * 3000 + "]" * 3000 + "}"):
+        with pytest.raises(InvalidRequestError) as raised:
+            parse_instances(body, max_instances=10)
+        assert raised.value.status == 400
+        assert "nests arrays or objects too deeply" in raised.value.problems[0].problem
+
+
+def test_a_key_given_twice_is_a_400_naming_it() -> None:
+    with pytest.raises(InvalidRequestError) as raised:
+        parse_instances('{"instances": [{"plan": "a", "plan": "b"}]}', max_instances=10)
+    (problem,) = raised.value.problems
+    assert problem.field == "plan"
+    assert "appears twice" in problem.problem

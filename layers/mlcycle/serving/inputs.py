@@ -64,7 +64,14 @@ def parse_instances(body: str | bytes | None, *, max_instances: int) -> list[Any
             [Problem(None, None, 'the body is empty; send {"instances": [...]}')]
         )
     try:
-        document = json.loads(body)
+        document = json.loads(body, object_pairs_hook=_unique_keys)
+    except _DuplicateKeyError as error:
+        raise InvalidRequestError([Problem(None, error.key, str(error))]) from None
+    except RecursionError:
+        # json nests by recursion: a body of arrays thousands deep exhausts the stack
+        raise InvalidRequestError(
+            [Problem(None, None, "the body nests arrays or objects too deeply to be a request")]
+        ) from None
     except (ValueError, UnicodeDecodeError) as error:
         raise InvalidRequestError(
             [Problem(None, None, f"the body is not valid JSON: {error}")]
@@ -109,6 +116,25 @@ def parse_instances(body: str | bytes | None, *, max_instances: int) -> list[Any
             status=413,
         )
     return instances
+
+
+class _DuplicateKeyError(ValueError):
+    def __init__(self, key: str) -> None:
+        super().__init__(f"the field {key!r} appears twice in one object; send it once")
+        self.key = key
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object, refusing a key given twice: which value was meant is anyone's guess,
+    and json.loads would silently keep the last."""
+    document = dict(pairs)
+    if len(document) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _DuplicateKeyError(key)
+            seen.add(key)
+    return document
 
 
 # --- per feature -------------------------------------------------------------------------
