@@ -150,6 +150,7 @@ def test_spaces_around_names_are_stripped() -> None:
         (b"PK\x03\x04" + b"\x00" * 40, "book.xlsx", "ZIP archive (an Excel .xlsx"),
         (b"%PDF-1.7\n...", "t.csv", "not a CSV, gzip or Parquet file: it is a PDF"),
         (b"a,b,a,c\n1,2,3,4\n", "t.csv", "duplicate column names: 'a'"),
+        (b" a,b,a\n1,2,3\n", "t.csv", "duplicate column names: ' a' and 'a', both 'a' once"),
         (b"a,,c\n1,2,3\n", "t.csv", "column(s) 2 have no name"),
         (b"1,2,3\n4,5,6\n", "t.csv", "the first line looks like data, not a header"),
         (b"\x1f\x8b\x08\x00corrupt", "t.csv.gz", "the gzip data is corrupt or truncated"),

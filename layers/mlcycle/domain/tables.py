@@ -334,6 +334,7 @@ def _validated(table: pa.Table, name: str, fmt: str, notes: list[str]) -> pa.Tab
         notes.append(f"dropped {len(droppable)} unnamed empty column(s)")
         keep = [i for i in range(len(stripped)) if i not in droppable]
         table = table.select(keep)
+        names = [names[i] for i in keep]
         stripped = [stripped[i] for i in keep]
         unnamed = [i for i, n in enumerate(stripped) if not n]
     named = [n for n in stripped if n]
@@ -349,9 +350,16 @@ def _validated(table: pa.Table, name: str, fmt: str, notes: list[str]) -> pa.Tab
         )
     duplicates = sorted(n for n, count in Counter(stripped).items() if count > 1)
     if duplicates:
-        raise BadInputError(
-            f"{name}: duplicate column names: {', '.join(repr(d) for d in duplicates)}"
-        )
+        # Name every header involved: ' a' and 'a' only collide once the spaces are stripped.
+        clashes = []
+        for d in duplicates:
+            originals = [o for o in names if o.strip() == d]
+            clashes.append(
+                repr(d)
+                if all(o == d for o in originals)
+                else " and ".join(map(repr, originals)) + f", both {d!r} once stripped"
+            )
+        raise BadInputError(f"{name}: duplicate column names: {'; '.join(clashes)}")
     if table.num_rows == 0:
         if fmt == "parquet":
             raise BadInputError(f"{name}: the Parquet file has columns but no rows")
