@@ -54,6 +54,7 @@ bench: install
 	$(BIN)/python bench/drift.py
 	$(BIN)/python bench/evaluation.py
 	$(BIN)/python bench/tuning.py
+	$(BIN)/python bench/bootstrap.py
 
 # Headless chromium for tests/browser (they skip without it). Installing needs root or sudo;
 # without either it says why and succeeds, so `make test` never depends on it.

@@ -32,6 +32,7 @@ class Access:
     writes: tuple[Zone, ...] = ()
     lists: tuple[Zone, ...] = ()  # zones whose keys it lists (needs s3:ListBucket)
     table: TableAccess = "none"
+    scans_table: bool = False  # lists the whole registry (released models, the index page)
     metrics_namespace: str | None = None  # publishes CloudWatch metrics in this namespace
 
 
@@ -77,9 +78,11 @@ def function_role(
             )
         )
     if access.table != "none":
-        role.add_to_policy(
-            iam.PolicyStatement(actions=_TABLE_ACTIONS[access.table], resources=[table.table_arn])
-        )
+        actions = [
+            *_TABLE_ACTIONS[access.table],
+            *(["dynamodb:Scan"] if access.scans_table else []),
+        ]
+        role.add_to_policy(iam.PolicyStatement(actions=actions, resources=[table.table_arn]))
         role.add_to_policy(
             iam.PolicyStatement(
                 actions=["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey", "kms:DescribeKey"],

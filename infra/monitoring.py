@@ -25,10 +25,11 @@ from mlcycle.spec import METRICS, ProblemSpec, parse_spec
 NAMESPACE = "mlcycle"
 FIVE_MINUTES = Duration.minutes(5)
 MONITOR_ACCESS = Access(
-    reads=(Zone.CAPTURE, Zone.MODELS, Zone.FEATURES, Zone.RUNS, Zone.LABELS),
+    reads=(Zone.CAPTURE, Zone.MODELS, Zone.FEATURES, Zone.RUNS, Zone.LABELS, Zone.REPORTS),
     writes=(Zone.REPORTS,),
-    lists=(Zone.CAPTURE, Zone.LABELS),
+    lists=(Zone.CAPTURE, Zone.LABELS, Zone.REPORTS),
     table="read",
+    scans_table=True,
     metrics_namespace=NAMESPACE,
 )
 RETRAIN_ACCESS = Access(table="read")

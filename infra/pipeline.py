@@ -61,14 +61,33 @@ ACCESS: dict[str, Access] = {
     "engineer_features": Access(reads=(Zone.CURATED, Zone.RUNS), writes=(Zone.FEATURES,)),
     "train_model": Access(reads=(Zone.FEATURES, Zone.RUNS), writes=(Zone.MODELS,)),
     "evaluate_models": Access(
-        reads=(Zone.FEATURES, Zone.MODELS, Zone.RUNS), writes=(Zone.MODELS, Zone.RUNS), table="read"
+        reads=(Zone.FEATURES, Zone.MODELS, Zone.RUNS),
+        writes=(Zone.MODELS, Zone.RUNS, Zone.REPORTS),
+        table="read",
     ),
     "register_model": Access(reads=(Zone.RUNS, Zone.MODELS), writes=(Zone.MODELS,), table="write"),
-    "release_model": Access(reads=(Zone.RUNS,), table="write"),
-    "judge_canary": Access(
-        reads=(Zone.CAPTURE, Zone.RUNS), writes=(Zone.RUNS,), lists=(Zone.CAPTURE,), table="write"
+    # The stages that end a run rewrite the lake's index page (reports/index.html).
+    "release_model": Access(
+        reads=(Zone.RUNS, Zone.REPORTS),
+        writes=(Zone.REPORTS,),
+        lists=(Zone.REPORTS,),
+        table="write",
+        scans_table=True,
     ),
-    "record_failure": Access(reads=(Zone.LANDING,), writes=(Zone.QUARANTINE,), table="write"),
+    "judge_canary": Access(
+        reads=(Zone.CAPTURE, Zone.RUNS, Zone.REPORTS),
+        writes=(Zone.RUNS, Zone.REPORTS),
+        lists=(Zone.CAPTURE, Zone.REPORTS),
+        table="write",
+        scans_table=True,
+    ),
+    "record_failure": Access(
+        reads=(Zone.LANDING, Zone.REPORTS),
+        writes=(Zone.QUARANTINE, Zone.REPORTS),
+        lists=(Zone.REPORTS,),
+        table="write",
+        scans_table=True,
+    ),
 }
 
 

@@ -2,13 +2,13 @@
 
 from aws_lambda_powertools.metrics import MetricUnit
 
-from mlcycle import stages
+from mlcycle import evaluation
 from mlcycle.context import EvaluateResult, RunContext
 from mlcycle.runtime import lake, metrics, registry, stage_handler
 
 
 @stage_handler("evaluate_models")
 def lambda_handler(run: RunContext) -> EvaluateResult:
-    result = stages.evaluate_models(run, lake(), registry())
+    result = evaluation.evaluate_models(run, lake(), registry())
     metrics.add_metric(name="GatePassed", unit=MetricUnit.Count, value=int(result.gate.passed))
     return result

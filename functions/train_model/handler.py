@@ -1,10 +1,10 @@
 """Stage 7a, training: one candidate algorithm per invocation (an item of the Map state)."""
 
-from mlcycle import stages
+from mlcycle import training
 from mlcycle.context import CandidateResult, TrainEvent
 from mlcycle.runtime import lake, stage_handler
 
 
 @stage_handler("train_model", event_model=TrainEvent)
 def lambda_handler(event: TrainEvent) -> CandidateResult:
-    return stages.train_model(event.run, event.algorithm, lake())
+    return training.train_model(event.run, event.algorithm, lake())

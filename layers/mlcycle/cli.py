@@ -43,6 +43,11 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--bake-seconds", type=int, help="how long a canary bakes (default: the spec's release)"
     )
+    run.add_argument(
+        "--trials",
+        type=int,
+        help="hyperparameter trials per candidate (default: the spec's search; 1: defaults only)",
+    )
     serve = commands.add_parser(
         "serve",
         help="serve the released models of a local run over HTTP, as the API would",
@@ -114,6 +119,9 @@ def main(argv: list[str] | None = None) -> int:
         seconds = f"{stage.seconds:6.2f}s" if stage.seconds is not None else ""
         console.print(f"  {_MARK[stage.status]} {stage.name:<18} {seconds}")
 
+    def trials(algorithm: str, done: int, planned: int) -> None:
+        console.print(f"      [dim]{algorithm}: trial {done} of {planned}[/]")
+
     console.print(f"[bold]mlcycle[/] run [cyan]{args.data}[/] (local AWS: moto, in-process)")
     console.print("[dim]synthesizing (or reusing cdk.out) and deploying the stack into moto[/]")
     outcome = run_local(
@@ -122,8 +130,10 @@ def main(argv: list[str] | None = None) -> int:
         task=args.task,
         spec_file=args.spec,
         bake_seconds=args.bake_seconds,
+        trials=args.trials,
         out_dir=args.out,
         on_stage=progress,
+        on_trial=trials,
     )
     _summary(console, outcome)
     return 0 if outcome.status == "SUCCEEDED" else 1
@@ -192,9 +202,18 @@ def _summary(console: Console, outcome: RunOutcome) -> None:
     out = Path(outcome.out_dir)
     if outcome.status == "SUCCEEDED":
         winner = outcome.winner or {}
-        metrics = ", ".join(f"{k} {v:.4f}" for k, v in (winner.get("metrics") or {}).items())
+        intervals = winner.get("intervals") or {}
+        metrics = ", ".join(
+            f"{k} {v:.3f}"
+            + (f" [{intervals[k][0]:.3f}, {intervals[k][1]:.3f}]" if k in intervals else "")
+            for k, v in (winner.get("metrics") or {}).items()
+        )
         console.print(f"task [bold]{outcome.task}[/], target [bold]{outcome.target}[/]")
         console.print(f"winner [bold]{winner.get('algorithm')}[/]: {metrics}")
+        if winner.get("threshold") is not None:
+            console.print(
+                f"decision threshold {winner['threshold']:.3f} (see the evaluation report)"
+            )
         gate = outcome.gate or {}
         verdict = "[green]passed[/]" if gate.get("passed") else "[red]failed[/]"
         console.print(f"gate {verdict}: {gate.get('reason')}")

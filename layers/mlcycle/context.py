@@ -88,6 +88,11 @@ class CandidateResult(_Model):
     model_uri: str
     fit_seconds: float
     params: dict[str, Any]
+    search_uri: str | None = None  # the trials and (binary) the threshold's tuning curve
+    cv_score: float | None = None  # the primary metric on out-of-fold predictions
+    trials: int = 1
+    search_seconds: float = 0.0
+    threshold: float | None = None  # binary: the decision threshold tuned for this model
 
 
 class Gate(_Model):
@@ -97,8 +102,11 @@ class Gate(_Model):
 
 class EvaluateResult(_Model):
     evaluation_uri: str
+    report_uri: str | None = None  # evaluation.html in the reports zone
     winner: Algorithm
     metrics: dict[str, float]
+    intervals: dict[str, list[float]] = Field(default_factory=dict)  # metric -> [low, high]
+    threshold: float | None = None  # binary: the winner's decision threshold
     gate: Gate
     pipeline_uri: str
     onnx_uri: str  # the winner as one ONNX graph, parity-checked on the whole holdout

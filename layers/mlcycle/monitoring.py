@@ -20,6 +20,7 @@ from mlcycle.adapters.registry import Registry
 from mlcycle.domain import monitor
 from mlcycle.domain.drift_report import render_drift_report
 from mlcycle.errors import MlcycleError
+from mlcycle.lake_index import publish_index
 from mlcycle.lake_layout import Zone
 from mlcycle.schema import ResolvedSchema
 from mlcycle.spec import ColumnType, MonitoringLimits, Task
@@ -50,7 +51,9 @@ def _schema(entry: dict[str, Any]) -> ResolvedSchema:
         target=entry["target"],
         features={name: ColumnType(kind) for name, kind in entry["features"].items()},
         classes=classes,
-        positive_class=(classes[-1] if classes and task is Task.BINARY else None),
+        # older entries predate the stored positive class: theirs was the second label
+        positive_class=entry.get("positive_class")
+        or (classes[-1] if classes and task is Task.BINARY else None),
     )
 
 
@@ -146,6 +149,7 @@ def monitor_dataset(
         content_type="text/html",
     )
     publish(cloudwatch, dataset, document, primary, now)
+    publish_index(lake, registry)
     return document
 
 

@@ -10,6 +10,7 @@ from mlcycle.adapters.lake import Lake
 from mlcycle.adapters.registry import Registry, now_iso
 from mlcycle.context import ReleaseResult, RunContext, required
 from mlcycle.domain.canary import CanaryPolicy, judge, version_stats
+from mlcycle.lake_index import publish_index
 from mlcycle.lake_layout import Zone
 from mlcycle.spec import ProblemSpec
 
@@ -24,7 +25,7 @@ def _spec(ctx: RunContext, lake: Lake) -> ProblemSpec:
     )
 
 
-def _finish_run(ctx: RunContext, registry: Registry, result: ReleaseResult) -> None:
+def _finish_run(ctx: RunContext, lake: Lake, registry: Registry, result: ReleaseResult) -> None:
     registry.update_run(
         required(ctx.problem, "define_problem").dataset,
         ctx.run_id,
@@ -37,6 +38,7 @@ def _finish_run(ctx: RunContext, registry: Registry, result: ReleaseResult) -> N
             "release": result.reason,
         },
     )
+    publish_index(lake, registry)
 
 
 def start_release(ctx: RunContext, lake: Lake, registry: Registry) -> ReleaseResult:
@@ -87,7 +89,7 @@ def start_release(ctx: RunContext, lake: Lake, registry: Registry) -> ReleaseRes
             bake_seconds=policy.bake_seconds,
             started_at=now_iso(),
         )
-    _finish_run(ctx, registry, result)
+    _finish_run(ctx, lake, registry, result)
     return result
 
 
@@ -143,7 +145,7 @@ def judge_canary(ctx: RunContext, lake: Lake, registry: Registry) -> ReleaseResu
     lake.put_json(
         f"{Zone.RUNS.prefix}dataset={dataset}/run={ctx.run_id}/canary.json", verdict.to_json()
     )
-    _finish_run(ctx, registry, result)
+    _finish_run(ctx, lake, registry, result)
     return result
 
 

@@ -19,6 +19,7 @@ class ResolvedSchema(BaseModel):
     excluded: dict[str, str] = Field(default_factory=dict)  # column -> why it is not a feature
     classes: list[str] | None = None  # classification labels, sorted, as strings
     positive_class: str | None = None  # binary: the label scored as 1
+    positive_class_reason: str | None = None  # why that one (the spec, or the minority)
 
     @property
     def is_classification(self) -> bool:

@@ -33,16 +33,24 @@ class Algorithm(StrEnum):
 
 
 # metric name -> (tasks it applies to, True when larger is better)
+# Binary label metrics are at the model's decision threshold, of its positive class.
 METRICS: dict[str, tuple[frozenset[Task], bool]] = {
     "accuracy": (frozenset({Task.BINARY, Task.MULTICLASS}), True),
     "balanced_accuracy": (frozenset({Task.BINARY, Task.MULTICLASS}), True),
     "f1": (frozenset({Task.BINARY, Task.MULTICLASS}), True),
+    "precision": (frozenset({Task.BINARY}), True),
+    "recall": (frozenset({Task.BINARY}), True),
     "roc_auc": (frozenset({Task.BINARY, Task.MULTICLASS}), True),
+    "pr_auc": (frozenset({Task.BINARY}), True),
     "log_loss": (frozenset({Task.BINARY, Task.MULTICLASS}), False),
+    "brier": (frozenset({Task.BINARY}), False),
     "rmse": (frozenset({Task.REGRESSION}), False),
     "mae": (frozenset({Task.REGRESSION}), False),
     "r2": (frozenset({Task.REGRESSION}), True),
 }
+
+# The metrics of predicted probabilities; the others score labels.
+PROBABILITY_METRICS = frozenset({"roc_auc", "pr_auc", "log_loss", "brier"})
 
 DEFAULT_PRIMARY_METRIC: dict[Task, str] = {
     Task.BINARY: "roc_auc",
@@ -78,6 +86,76 @@ class ReleasePolicy(BaseModel):
     max_prediction_psi: float = Field(0.2, gt=0)
 
 
+class Objective(StrEnum):
+    """What a binary model's decision threshold is tuned for."""
+
+    F1 = "f1"  # F1 of the positive class
+    BALANCED_ACCURACY = "balanced_accuracy"
+    COST = "cost"  # the lowest expected cost per decision, from `costs`
+
+
+class Costs(BaseModel):
+    """What each outcome of a decision costs (a gain is a negative cost)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    false_positive: float = 0.0
+    false_negative: float = 0.0
+    true_positive: float = 0.0
+    true_negative: float = 0.0
+
+
+class DecisionPolicy(BaseModel):
+    """How a binary model turns its probability of the positive class into a label."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    threshold: Literal["auto"] | float = Field(
+        "auto", description="auto: tuned on out-of-fold predictions of the training split"
+    )
+    optimize: Objective = Objective.F1
+    costs: Costs | None = None
+    min_precision: float | None = Field(None, gt=0, le=1)
+    min_recall: float | None = Field(None, gt=0, le=1)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> DecisionPolicy:
+        if isinstance(self.threshold, float) and not 0.0 < self.threshold < 1.0:
+            raise ValueError(
+                f"decision.threshold: {self.threshold} must be between 0 and 1 (or auto)"
+            )
+        if self.optimize is Objective.COST and self.costs is None:
+            raise ValueError("decision.costs: optimize: cost needs the costs of each outcome")
+        if self.costs is not None and not any(self.costs.model_dump().values()):
+            raise ValueError("decision.costs: every cost is 0, so every threshold is as good")
+        return self
+
+
+class SearchPolicy(BaseModel):
+    """The hyperparameter search inside each training invocation."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    trials: int = Field(6, ge=1, le=200, description="configurations tried, defaults first")
+    # Lambda stops a stage at 900 s: the search leaves room for loading, the refit and writes.
+    budget_seconds: float = Field(300, gt=0, le=720, description="per candidate, never exceeded")
+    cv_folds: int = Field(3, ge=2, le=10)
+    max_rows: int = Field(
+        50_000, ge=100, description="the search cross-validates on a sample of this many rows"
+    )
+
+
+class GatePolicy(BaseModel):
+    """How sure the gate must be that a challenger beats production."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    min_improvement: float = Field(0.0, ge=0)
+    confidence: float | None = Field(
+        None, ge=0.5, lt=1, description="None: the point estimates decide"
+    )
+
+
 class ProblemSpec(BaseModel):
     """What to learn, from which columns, and how to judge it. Unknown fields are errors."""
 
@@ -97,7 +175,12 @@ class ProblemSpec(BaseModel):
     candidates: list[Algorithm] = Field(default_factory=lambda: list(Algorithm), min_length=1)
     holdout_fraction: float = Field(0.2, gt=0.0, lt=0.9)
     seed: int = 42
-    positive_class: str | None = Field(None, description="binary tasks: the class scored as 1")
+    positive_class: str | None = Field(
+        None, description="binary tasks: the class scored as 1; default the minority class"
+    )
+    decision: DecisionPolicy = Field(default_factory=DecisionPolicy)
+    search: SearchPolicy = Field(default_factory=SearchPolicy)
+    gate: GatePolicy = Field(default_factory=GatePolicy)
     monitoring: MonitoringLimits = Field(default_factory=MonitoringLimits)
     release: ReleasePolicy = Field(default_factory=ReleasePolicy)
 
@@ -158,7 +241,7 @@ def _describe(exc: ValidationError) -> str:
     for err in exc.errors():
         field = ".".join(str(p) for p in err["loc"]) or "spec"
         message = err["msg"].removeprefix("Value error, ")
-        if message.startswith(f"{field}:"):
+        if message.startswith((f"{field}:", f"{field}.")):
             parts.append(message)
         else:
             parts.append(f"{field}: {message}")

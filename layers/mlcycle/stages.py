@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, replace
+from dataclasses import replace
 from typing import Any
 
 import pandas as pd
@@ -19,12 +19,9 @@ from mlcycle.adapters.executions import start_once
 from mlcycle.adapters.lake import Lake
 from mlcycle.adapters.registry import Registry, now_iso
 from mlcycle.context import (
-    CandidateResult,
     CollectResult,
-    EvaluateResult,
     ExploreResult,
     FeaturesResult,
-    Gate,
     MetricsResult,
     ProblemResult,
     ProcessResult,
@@ -33,10 +30,10 @@ from mlcycle.context import (
     Source,
     required,
 )
-from mlcycle.domain import evaluate as evaluation
-from mlcycle.domain import explore, export, features, monitor, process, tables, train
+from mlcycle.domain import explore, features, process, tables
 from mlcycle.domain.metrics import evaluation_contract
 from mlcycle.errors import SpecError
+from mlcycle.lake_index import publish_index
 from mlcycle.lake_layout import (
     Zone,
     file_name,
@@ -47,7 +44,7 @@ from mlcycle.lake_layout import (
 )
 from mlcycle.schema import ResolvedSchema
 from mlcycle.serving.manifest import MANIFEST_FILE, ONNX_FILE, Manifest
-from mlcycle.spec import Algorithm, ProblemSpec, dataset_name, parse_spec
+from mlcycle.spec import ProblemSpec, dataset_name, parse_spec
 
 TARGET_COLUMN = "__target__"  # the target's column in the feature matrices
 
@@ -56,18 +53,18 @@ def _dt(ctx: RunContext) -> str:
     return required(ctx.problem, "define_problem").started_at[:10]
 
 
-def _runs(ctx: RunContext, name: str) -> str:
+def run_key(ctx: RunContext, name: str) -> str:
     problem = required(ctx.problem, "define_problem")
     return run_prefix(Zone.RUNS, problem.dataset, ctx.run_id) + name
 
 
-def _spec(ctx: RunContext, lake: Lake) -> ProblemSpec:
+def run_spec(ctx: RunContext, lake: Lake) -> ProblemSpec:
     return ProblemSpec.model_validate(
         lake.get_json(required(ctx.problem, "define_problem").spec_uri)
     )
 
 
-def _schema(ctx: RunContext, lake: Lake) -> ResolvedSchema:
+def run_schema(ctx: RunContext, lake: Lake) -> ResolvedSchema:
     return ResolvedSchema.model_validate(
         lake.get_json(required(ctx.process, "process_data").schema_uri)
     )
@@ -153,7 +150,7 @@ def collect_data(ctx: RunContext, lake: Lake) -> CollectResult:
     return CollectResult(
         raw_uri=lake.uri(raw_key),
         raw_version_id=copied.get("VersionId"),
-        lineage_uri=lake.put_json(_runs(ctx, "lineage.json"), lineage),
+        lineage_uri=lake.put_json(run_key(ctx, "lineage.json"), lineage),
         sha256=sha256,
         rows=read.table.num_rows,
         format=read.format,
@@ -170,7 +167,7 @@ def process_data(ctx: RunContext, lake: Lake) -> ProcessResult:
     collected = required(ctx.collect, "collect_data")
     data = lake.get_bytes(collected.raw_uri, version_id=collected.raw_version_id)
     table = tables.read_table(data, file_name(collected.raw_uri), dictionary_encode=True)
-    processed = process.curate(table, _spec(ctx, lake))
+    processed = process.curate(table, run_spec(ctx, lake))
     schema = processed.schema
     curated_key = run_prefix(Zone.CURATED, problem.dataset, ctx.run_id, dt=_dt(ctx))
     rejected_uri = None
@@ -185,7 +182,7 @@ def process_data(ctx: RunContext, lake: Lake) -> ProcessResult:
             process.parquet_bytes(processed.curated),
             content_type="application/vnd.apache.parquet",
         ),
-        schema_uri=lake.put_json(_runs(ctx, "schema.json"), schema.model_dump(mode="json")),
+        schema_uri=lake.put_json(run_key(ctx, "schema.json"), schema.model_dump(mode="json")),
         task=schema.task,
         rows=processed.curated.num_rows,
         features=len(schema.features),
@@ -195,7 +192,7 @@ def process_data(ctx: RunContext, lake: Lake) -> ProcessResult:
         notes=processed.notes,
     )
     # What was coerced, dropped or quarantined, kept beside the schema for whoever asks later.
-    lake.put_json(_runs(ctx, "processing.json"), result.model_dump(mode="json"))
+    lake.put_json(run_key(ctx, "processing.json"), result.model_dump(mode="json"))
     return result
 
 
@@ -203,9 +200,9 @@ def process_data(ctx: RunContext, lake: Lake) -> ProcessResult:
 
 
 def define_metrics(ctx: RunContext, lake: Lake) -> MetricsResult:
-    contract = evaluation_contract(_spec(ctx, lake), _schema(ctx, lake))
+    contract = evaluation_contract(run_spec(ctx, lake), run_schema(ctx, lake))
     return MetricsResult(
-        contract_uri=lake.put_json(_runs(ctx, "metrics.json"), contract),
+        contract_uri=lake.put_json(run_key(ctx, "metrics.json"), contract),
         primary_metric=contract["primary_metric"],
         greater_is_better=contract["greater_is_better"],
         threshold=contract["threshold"],
@@ -217,7 +214,7 @@ def define_metrics(ctx: RunContext, lake: Lake) -> MetricsResult:
 
 def explore_data(ctx: RunContext, lake: Lake) -> ExploreResult:
     problem = required(ctx.problem, "define_problem")
-    schema = _schema(ctx, lake)
+    schema = run_schema(ctx, lake)
     frame = lake.get_parquet(required(ctx.process, "process_data").curated_uri)
     profile = explore.profile(frame, schema)
     prefix = run_prefix(Zone.REPORTS, problem.dataset, ctx.run_id)
@@ -238,7 +235,7 @@ def _with_target(matrix: pd.DataFrame, target: pd.Series) -> pd.DataFrame:
 
 def engineer_features(ctx: RunContext, lake: Lake) -> FeaturesResult:
     problem = required(ctx.problem, "define_problem")
-    spec, schema = _spec(ctx, lake), _schema(ctx, lake)
+    spec, schema = run_spec(ctx, lake), run_schema(ctx, lake)
     frame = lake.get_parquet(required(ctx.process, "process_data").curated_uri)
     feature_set = features.engineer(
         frame, schema, holdout_fraction=spec.holdout_fraction, seed=spec.seed
@@ -266,127 +263,9 @@ def engineer_features(ctx: RunContext, lake: Lake) -> FeaturesResult:
 # -- 7. training and offline evaluation ------------------------------------------------------
 
 
-def _matrix(lake: Lake, uri: str) -> tuple[pd.DataFrame, pd.Series]:
+def feature_matrix(lake: Lake, uri: str) -> tuple[pd.DataFrame, pd.Series]:
     frame = lake.get_parquet(uri)
     return frame.drop(columns=[TARGET_COLUMN]), frame[TARGET_COLUMN]
-
-
-def train_model(ctx: RunContext, algorithm: Algorithm, lake: Lake) -> CandidateResult:
-    problem = required(ctx.problem, "define_problem")
-    spec, schema = _spec(ctx, lake), _schema(ctx, lake)
-    X_train, y_train = _matrix(lake, required(ctx.features, "engineer_features").train_uri)
-    candidate = train.train_candidate(algorithm, schema.task, X_train, y_train, seed=spec.seed)
-    key = run_prefix(Zone.MODELS, problem.dataset, ctx.run_id) + f"candidates/{algorithm}.joblib"
-    return CandidateResult(
-        algorithm=algorithm,
-        model_uri=lake.put_artifact(key, candidate.estimator),
-        fit_seconds=round(candidate.fit_seconds, 3),
-        params=candidate.params,
-    )
-
-
-def evaluate_models(ctx: RunContext, lake: Lake, registry: Registry) -> EvaluateResult:
-    """Score every candidate on the holdout, pick the winner, and judge it at the gate."""
-    problem = required(ctx.problem, "define_problem")
-    feature_uris = required(ctx.features, "engineer_features")
-    metrics = required(ctx.metrics, "define_metrics")
-    schema = _schema(ctx, lake)
-    X_holdout, y_holdout = _matrix(lake, feature_uris.holdout_uri)
-    y_train = lake.get_parquet(feature_uris.train_uri, columns=[TARGET_COLUMN])[TARGET_COLUMN]
-    candidates = required(ctx.candidates, "train_model")
-    models = {c.algorithm: lake.get_artifact(c.model_uri) for c in candidates}
-    scores = {
-        algorithm: evaluation.score_model(model, X_holdout, y_holdout, schema)
-        for algorithm, model in models.items()
-    }
-    baseline = evaluation.baseline_metrics(y_train, y_holdout, schema)
-    winner = evaluation.pick_winner(scores, metrics.primary_metric)
-    holdout_rows = lake.get_parquet(feature_uris.holdout_rows_uri)
-    production_version, production_metrics = _production_scores(
-        problem.dataset, registry, lake, holdout_rows, schema
-    )
-    verdict = evaluation.gate(
-        primary_metric=metrics.primary_metric,
-        winner_metrics=scores[winner],
-        baseline_metrics=baseline,
-        threshold=metrics.threshold,
-        production_metrics=production_metrics,
-        production_version=production_version,
-    )
-    pipeline = evaluation.serving_pipeline(
-        lake.get_artifact(feature_uris.transformer_uri), models[winner]
-    )
-    # The serving artifact: one ONNX graph, proven on every holdout row before anything is
-    # stored; a ParityError fails the run, so a model that fails parity is never registered.
-    onnx_bytes = export.export_onnx(pipeline, schema)
-    parity = export.check_parity(pipeline, onnx_bytes, holdout_rows, schema)
-    onnx_sha256 = hashlib.sha256(onnx_bytes).hexdigest()
-    draft = export.build_manifest(
-        pipeline,
-        onnx_bytes,
-        schema,
-        version=0,
-        onnx_sha256=onnx_sha256,
-        metrics=scores[winner],
-        parity=parity,
-    )
-    prefix = run_prefix(Zone.MODELS, problem.dataset, ctx.run_id)
-    pipeline_uri = lake.put_artifact(prefix + "pipeline.joblib", pipeline)
-    onnx_uri = lake.put_bytes(
-        prefix + ONNX_FILE, onnx_bytes, content_type="application/octet-stream"
-    )
-    manifest_uri = lake.put_json(prefix + MANIFEST_FILE, draft.to_json())
-    # What the monitor compares live traffic with: the training baseline, finer quantiles,
-    # and the distribution of this model's own predictions on the holdout.
-    monitor_baseline = monitor.extend_baseline(
-        lake.get_json(feature_uris.baseline_uri),
-        lake.get_parquet(feature_uris.prefix + "train_rows.parquet"),
-        schema,
-        holdout_predictions=pipeline.predict(features.model_input(holdout_rows, schema)),
-    )
-    monitor_baseline_uri = lake.put_json(prefix + "monitor_baseline.json", monitor_baseline)
-    report = {
-        "primary_metric": metrics.primary_metric,
-        "candidates": {str(a): m for a, m in scores.items()},
-        "baseline": baseline,
-        "winner": str(winner),
-        "production": {"version": production_version, "metrics": production_metrics},
-        "gate": asdict(verdict),
-        "holdout_rows": len(y_holdout),
-        "parity": asdict(parity),
-        "onnx": {"uri": onnx_uri, "bytes": len(onnx_bytes), "sha256": onnx_sha256},
-    }
-    return EvaluateResult(
-        evaluation_uri=lake.put_json(_runs(ctx, "evaluation.json"), report),
-        winner=winner,
-        metrics=scores[winner],
-        gate=Gate(passed=verdict.passed, reason=verdict.reason),
-        pipeline_uri=pipeline_uri,
-        onnx_uri=onnx_uri,
-        manifest_uri=manifest_uri,
-        monitor_baseline_uri=monitor_baseline_uri,
-        production_version=production_version,
-    )
-
-
-def _production_scores(
-    dataset: str, registry: Registry, lake: Lake, holdout: pd.DataFrame, schema: ResolvedSchema
-) -> tuple[int | None, dict[str, float] | None]:
-    """The production model scored on this run's holdout, so the comparison is like for like."""
-    release = registry.get_release(dataset)
-    if not release or release.get("production_version") is None:
-        return None, None
-    version = int(release["production_version"])
-    entry = registry.get_version(dataset, version) or {}
-    try:
-        production = lake.get_artifact(entry["artifacts"]["pipeline_uri"])
-        return version, evaluation.score_model(
-            production, holdout.drop(columns=[schema.target]), holdout[schema.target], schema
-        )
-    except (KeyError, ValueError):
-        # The columns changed since production was trained, so it cannot score this holdout;
-        # its own recorded metrics are the fairest comparison left.
-        return version, dict(entry.get("metrics") or {})
 
 
 # -- 8. integration and deployment -----------------------------------------------------------
@@ -399,7 +278,7 @@ def register_model(
     problem = required(ctx.problem, "define_problem")
     evaluated = required(ctx.evaluate, "evaluate_models")
     collected = required(ctx.collect, "collect_data")
-    schema = _schema(ctx, lake)
+    schema = run_schema(ctx, lake)
     winner = next(
         c for c in required(ctx.candidates, "train_model") if c.algorithm == evaluated.winner
     )
@@ -417,7 +296,16 @@ def register_model(
         "classes": schema.classes,
         "algorithm": str(evaluated.winner),
         "params": winner.params,
+        "search": {
+            "trials": winner.trials,
+            "seconds": winner.search_seconds,
+            "cv_score": winner.cv_score,
+            "uri": winner.search_uri,
+        },
         "metrics": evaluated.metrics,
+        "intervals": evaluated.intervals,
+        "positive_class": schema.positive_class,
+        "threshold": evaluated.threshold,
         "primary_metric": required(ctx.metrics, "define_metrics").primary_metric,
         "gate": evaluated.gate.model_dump(),
         "run_id": ctx.run_id,
@@ -439,6 +327,7 @@ def register_model(
             "baseline_uri": required(ctx.features, "engineer_features").baseline_uri,
             "monitor_baseline_uri": evaluated.monitor_baseline_uri,
             "evaluation_uri": evaluated.evaluation_uri,
+            "report_uri": evaluated.report_uri,
             "profile_uri": required(ctx.explore, "explore_data").profile_uri,
         },
     }
@@ -501,6 +390,7 @@ def record_failure(ctx: RunContext, lake: Lake, registry: Registry) -> dict[str,
             "quarantine_uri": lake.uri(quarantined),
         },
     )
+    publish_index(lake, registry)
     return {"quarantine_uri": lake.uri(quarantined), **error}
 
 

@@ -40,6 +40,7 @@ def test_binary_churn_matches_a_careful_scikit_learn_baseline(tmp_path: Path) ->
     outcome = run_local(
         EXAMPLES / "customer-churn.csv",
         spec_file=EXAMPLES / "customer-churn.yaml",
+        trials=3,  # a real search, shorter than the demo's
         out_dir=tmp_path,
     )
     _assert_succeeded(outcome)
@@ -78,7 +79,7 @@ def test_binary_churn_matches_a_careful_scikit_learn_baseline(tmp_path: Path) ->
 def test_multiclass_penguins_with_missing_values(tmp_path: Path) -> None:
     data = tmp_path / "penguins.csv"
     load_penguins().to_csv(data, index=False)
-    outcome = run_local(data, target="species", out_dir=tmp_path / "out")
+    outcome = run_local(data, target="species", trials=1, out_dir=tmp_path / "out")
     _assert_succeeded(outcome)
     assert outcome.task == "multiclass"
     assert outcome.winner["metrics"]["balanced_accuracy"] > 0.95
@@ -88,7 +89,7 @@ def test_multiclass_penguins_with_missing_values(tmp_path: Path) -> None:
 def test_regression_inferred_from_a_numeric_target_on_gzip_input(tmp_path: Path) -> None:
     data = tmp_path / "charges.csv.gz"
     data.write_bytes(gzip.compress((EXAMPLES / "customer-churn.csv").read_bytes()))
-    outcome = run_local(data, target="monthly_charges", out_dir=tmp_path / "out")
+    outcome = run_local(data, target="monthly_charges", trials=1, out_dir=tmp_path / "out")
     _assert_succeeded(outcome)
     assert outcome.task == "regression"
     assert set(outcome.winner["metrics"]) == {"rmse", "mae", "r2"}
@@ -99,9 +100,9 @@ def test_a_second_run_is_compared_with_production_and_versioned(tmp_path: Path) 
     data = tmp_path / "penguins.csv"
     penguins = load_penguins()
     penguins.to_csv(data, index=False)
-    first = run_local(data, target="species", out_dir=tmp_path / "out")
+    first = run_local(data, target="species", trials=1, out_dir=tmp_path / "out")
     penguins.sample(frac=1.0, random_state=3).to_csv(data, index=False)  # a new object version
-    second = run_local(data, target="species", out_dir=tmp_path / "out")
+    second = run_local(data, target="species", trials=1, out_dir=tmp_path / "out")
     _assert_succeeded(second, canary=True)
     assert (first.model_version, second.model_version) == (1, 2)
     assert "production v1" in second.gate["reason"]
@@ -117,7 +118,9 @@ def test_a_malformed_upload_fails_clearly_and_is_kept(
 ) -> None:
     data = tmp_path / "broken.csv"
     data.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256)) * 4)
-    code = main(["run", str(data), "--target", "y", "--out", str(tmp_path / "out")])
+    code = main(
+        ["run", str(data), "--target", "y", "--trials", "1", "--out", str(tmp_path / "out")]
+    )
     printed = capsys.readouterr().out
     assert code == 1
     assert "FAILED at collect_data: BadInputError:" in printed

@@ -115,8 +115,9 @@ def _object_prefixes(statements: list[dict[str, Any]], action: str) -> set[str]:
         ("PipelineProcessDataRole", {"raw", "runs"}, {"curated", "runs", "quarantine"}),
         ("PipelineTrainModelRole", {"features", "runs"}, {"models"}),
         ("EndpointPredictRole", {"models"}, {"capture"}),
-        ("PipelineReleaseModelRole", {"runs"}, set()),
-        ("PipelineJudgeCanaryRole", {"capture", "runs"}, {"runs"}),
+        # the stages that end a run rewrite reports/index.html
+        ("PipelineReleaseModelRole", {"runs", "reports"}, {"reports"}),
+        ("PipelineJudgeCanaryRole", {"capture", "runs", "reports"}, {"runs", "reports"}),
     ],
 )
 def test_each_function_reaches_only_its_own_zones(

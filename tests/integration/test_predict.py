@@ -265,6 +265,23 @@ def test_predictions_equal_onnxruntime_direct_output(
     ]
 
 
+@pytest.mark.parametrize("threshold", [0.05, 0.5, 0.95])
+def test_labels_follow_the_versions_decision_threshold(
+    endpoint: None, toy: tuple[bytes, Manifest], threshold: float
+) -> None:
+    from dataclasses import replace
+
+    onnx, manifest = toy
+    publish(onnx, replace(manifest, threshold=threshold))
+    status, body = predict({"instances": INSTANCES})
+    assert status == 200, body
+    for prediction in body["predictions"]:
+        p_yes = prediction["probabilities"]["yes"]
+        assert prediction["label"] == ("yes" if p_yes >= threshold else "no")
+    status, info = call(api_event("GET", f"/v1/models/{MODEL}"))
+    assert info["threshold"] == threshold
+
+
 def test_regression_predictions(endpoint: None) -> None:
     onnx, manifest = export_toy_model("regression")
     publish(onnx, manifest)

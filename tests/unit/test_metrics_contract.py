@@ -22,10 +22,26 @@ def test_contract_for_a_binary_task() -> None:
         "accuracy",
         "balanced_accuracy",
         "f1",
+        "precision",
+        "recall",
         "roc_auc",
+        "pr_auc",
         "log_loss",
+        "brier",
     ]
     assert contract["monitoring"]["psi_threshold"] == 0.2
+    assert contract["decision"] == {
+        "threshold": "auto",
+        "optimize": "f1",
+        "costs": None,
+        "min_precision": None,
+        "min_recall": None,
+    }
+
+
+def test_a_regression_contract_has_no_decision() -> None:
+    contract = evaluation_contract(parse_spec("dataset: d\ntarget: y\n"), _schema(Task.REGRESSION))
+    assert contract["decision"] is None
 
 
 def test_contract_for_regression_minimises_rmse() -> None:

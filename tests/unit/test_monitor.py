@@ -268,7 +268,13 @@ def test_live_quality_classification_with_and_without_probabilities() -> None:
     labels_only = live_quality(*args, "roc_auc")
     assert labels_only["value"] is None
     assert "probabilities" in labels_only["reason"]
-    assert set(labels_only["metrics"]) == {"accuracy", "balanced_accuracy", "f1"}
+    assert set(labels_only["metrics"]) == {
+        "accuracy",
+        "balanced_accuracy",
+        "f1",
+        "precision",
+        "recall",
+    }
     assert labels_only["metrics"]["accuracy"] == full["metrics"]["accuracy"]
     json.dumps(full, allow_nan=False)
 

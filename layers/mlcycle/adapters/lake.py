@@ -42,6 +42,15 @@ class Lake:
         response = self.s3.list_objects_v2(Bucket=self.bucket, Prefix=key, MaxKeys=1)
         return any(obj["Key"] == key for obj in response.get("Contents", []))
 
+    def keys(self, prefix: str) -> list[str]:
+        """Every key under `prefix`, in key order."""
+        found: list[str] = []
+        for page in self.s3.get_paginator("list_objects_v2").paginate(
+            Bucket=self.bucket, Prefix=prefix
+        ):
+            found += [obj["Key"] for obj in page.get("Contents", [])]
+        return found
+
     def put_json(self, key: str, document: Any) -> str:
         body = json.dumps(document, indent=2, allow_nan=False, default=str).encode()
         return self.put_bytes(key, body, content_type="application/json")

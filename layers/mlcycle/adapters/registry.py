@@ -260,6 +260,18 @@ class Registry:
                 return sorted(names)
             kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
 
+    def items(self) -> list[dict[str, Any]]:
+        """Every run record, model version and release pointer (the index page lists them:
+        one scan of a table that holds a few items per run)."""
+        found: list[dict[str, Any]] = []
+        kwargs: dict[str, Any] = {"TableName": self.table}
+        while True:
+            response = self.dynamodb.scan(**kwargs)
+            found += [_from_item(i) for i in response.get("Items", [])]
+            if "LastEvaluatedKey" not in response:
+                return found
+            kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+
     def latest_run(self, dataset: str, *, status: str) -> dict[str, Any] | None:
         """The most recently finished run of a dataset with the given status."""
         runs: list[dict[str, Any]] = []

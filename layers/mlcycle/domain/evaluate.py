@@ -6,27 +6,35 @@ import math
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 from sklearn.dummy import DummyClassifier, DummyRegressor
 from sklearn.metrics import (
     accuracy_score,
+    average_precision_score,
     balanced_accuracy_score,
+    brier_score_loss,
     f1_score,
     log_loss,
     mean_absolute_error,
     mean_squared_error,
+    precision_score,
     r2_score,
+    recall_score,
     roc_auc_score,
 )
 from sklearn.pipeline import Pipeline
 
+from mlcycle.domain.decision import ThresholdChoice, constraint_text
 from mlcycle.domain.features import model_input
 from mlcycle.errors import GateError
 from mlcycle.schema import ResolvedSchema
-from mlcycle.spec import METRICS, Algorithm, Task
+from mlcycle.spec import METRICS, Algorithm, DecisionPolicy, GatePolicy, Task
+
+if TYPE_CHECKING:
+    from mlcycle.domain.bootstrap import Comparison
 
 
 @dataclass
@@ -83,8 +91,15 @@ def holdout_metrics(
         }
     if task is Task.BINARY:
         positive = positive_class if positive_class is not None else labels[-1]
-        out["f1"] = float(f1_score(yt, yp, pos_label=positive, average="binary", zero_division=0))
-        auc = _binary_auc(yt == positive, proba[:, labels.index(positive)])
+        scores = dict(pos_label=positive, average="binary", zero_division=0)
+        out["f1"] = float(f1_score(yt, yp, **scores))
+        out["precision"] = float(precision_score(yt, yp, **scores))
+        out["recall"] = float(recall_score(yt, yp, **scores))
+        is_positive, p_positive = yt == positive, proba[:, labels.index(positive)]
+        out["brier"] = float(brier_score_loss(is_positive, p_positive))
+        auc = _binary_auc(is_positive, p_positive)
+        if auc is not None:
+            out["pr_auc"] = float(average_precision_score(is_positive, p_positive))
     else:
         out["f1"] = float(f1_score(yt, yp, average="macro", zero_division=0))
         # one-vs-rest macro over the classes present in y_true: an absent class has no AUC
@@ -102,21 +117,61 @@ def _binary_auc(is_positive: np.ndarray, scores: np.ndarray) -> float | None:
     return float(roc_auc_score(is_positive, scores))
 
 
-def score_model(model: Any, X: pd.DataFrame, y: Any, schema: ResolvedSchema) -> dict[str, float]:
-    """Holdout metrics of a fitted estimator on transformed X, or of a serving Pipeline on
-    the raw curated X."""
+@dataclass(frozen=True)
+class Predictions:
+    """What one model said about some rows: labels (at the decision threshold for binary)
+    and probabilities in the schema's class order, or regression values."""
+
+    labels: np.ndarray | None
+    probabilities: np.ndarray | None
+    values: np.ndarray | None = None
+
+
+def predict(
+    model: Any, X: pd.DataFrame, schema: ResolvedSchema, threshold: float | None = None
+) -> Predictions:
+    """A fitted estimator on transformed X, or a serving Pipeline on the raw curated X. A
+    binary model decides at `threshold` (None: the estimator's own argmax)."""
     if isinstance(model, Pipeline):
         X = model_input(X, schema)[list(schema.features)]
-    predictions = model.predict(X)
-    probabilities = None
-    if schema.is_classification:
-        probabilities = _aligned_proba(model.predict_proba(X), model.classes_, schema.classes)
+    if not schema.is_classification:
+        return Predictions(None, None, np.asarray(model.predict(X), dtype="float64"))
+    probabilities = aligned_proba(model.predict_proba(X), model.classes_, schema.classes)
+    if schema.task is Task.BINARY and threshold is not None:
+        classes = list(schema.classes or [])
+        positive = schema.positive_class or classes[-1]
+        negative = classes[1 - classes.index(positive)]
+        p = probabilities[:, classes.index(positive)]
+        labels = np.where(p >= threshold, positive, negative).astype(object)
+    else:
+        labels = np.asarray(model.predict(X)).astype(str).astype(object)
+    return Predictions(labels, probabilities)
+
+
+def prediction_metrics(
+    predictions: Predictions, y: Any, schema: ResolvedSchema
+) -> dict[str, float]:
+    if not schema.is_classification:
+        return holdout_metrics(schema.task, y, predictions.values, None, None, None)
     return holdout_metrics(
-        schema.task, y, predictions, probabilities, schema.classes, schema.positive_class
+        schema.task,
+        y,
+        predictions.labels,
+        predictions.probabilities,
+        schema.classes,
+        schema.positive_class,
     )
 
 
-def _aligned_proba(proba: Any, model_classes: Any, classes: list[str] | None) -> np.ndarray:
+def score_model(
+    model: Any, X: pd.DataFrame, y: Any, schema: ResolvedSchema, threshold: float | None = None
+) -> dict[str, float]:
+    """Holdout metrics of a fitted estimator on transformed X, or of a serving Pipeline on
+    the raw curated X, binary labels at `threshold`."""
+    return prediction_metrics(predict(model, X, schema, threshold), y, schema)
+
+
+def aligned_proba(proba: Any, model_classes: Any, classes: list[str] | None) -> np.ndarray:
     """Probability columns in the schema's class order (a class unseen in training: 0)."""
     proba = np.asarray(proba, dtype="float64")
     if classes is None:
@@ -143,14 +198,14 @@ def baseline_metrics(y_train: Any, y_holdout: Any, schema: ResolvedSchema) -> di
 
 def pick_winner(results: Mapping[Algorithm, Mapping[str, float]], primary_metric: str) -> Algorithm:
     """The candidate with the best primary metric; ties go to the earlier candidate."""
-    larger_is_better = _larger_is_better(primary_metric)
+    larger = larger_is_better(primary_metric)
     best: Algorithm | None = None
     best_value = 0.0
     for algorithm, metrics in results.items():
         value = metrics.get(primary_metric)
         if value is None or math.isnan(value):
             continue
-        if best is None or (value > best_value if larger_is_better else value < best_value):
+        if best is None or (value > best_value if larger else value < best_value):
             best, best_value = algorithm, value
     if best is None:
         raise GateError(f"no candidate has a {primary_metric} on the holdout")
@@ -165,11 +220,16 @@ def gate(
     threshold: float | None,
     production_metrics: Mapping[str, float] | None,
     production_version: str | int | None = None,
+    comparison: Comparison | None = None,
+    policy: GatePolicy | None = None,
+    decision_checks: Sequence[GateCheck] = (),
 ) -> GateVerdict:
-    """Release gate: beat the dummy baseline, reach the threshold (if set) and be at least
-    as good as production on the same holdout (if there is one). A missing production
-    metric fails closed: pass `production_metrics=None` when there is nothing to compare."""
-    larger = _larger_is_better(primary_metric)
+    """Release gate: beat the dummy baseline, reach the threshold (if set), meet the
+    decision's constraints, and be at least as good as production on the same holdout (if
+    there is one): by the point estimates, or with `policy.confidence` by the paired
+    bootstrap `comparison`. A missing production metric fails closed: pass
+    `production_metrics=None` when there is nothing to compare."""
+    larger = larger_is_better(primary_metric)
     value = winner_metrics.get(primary_metric)
     if value is None:
         raise GateError(f"the winner has no {primary_metric} on the holdout")
@@ -200,15 +260,70 @@ def gate(
                 GateCheck("production", False, f"cannot be compared with {name}, which has no {m}")
             )
         else:
-            ok = value >= prod if larger else value <= prod
-            text = "matches" if value == prod else ("beats" if ok else "is worse than")
-            checks.append(GateCheck("production", ok, f"{text} {name} at {_fmt(prod)}"))
+            checks.append(_production_check(value, prod, larger, name, comparison, policy))
 
+    checks.extend(decision_checks)
     failed = [c for c in checks if not c.passed]
     shown = failed or checks
     return GateVerdict(
         passed=not failed, reason=f"{m} {v} {_join(c.detail for c in shown)}", checks=checks
     )
+
+
+def _production_check(
+    value: float,
+    prod: float,
+    larger: bool,
+    name: str,
+    comparison: Comparison | None,
+    policy: GatePolicy | None,
+) -> GateCheck:
+    interval = ""
+    if comparison is not None:
+        interval = (
+            f" (paired difference {comparison.difference:+.3f}, {comparison.level:.0%} "
+            f"interval {comparison.low:+.3f} to {comparison.high:+.3f})"
+        )
+    if policy is not None and policy.confidence is not None and comparison is not None:
+        ok = comparison.probability >= policy.confidence
+        detail = (
+            f"{'is' if ok else 'is not'} better than {name} at {_fmt(prod)} by at least "
+            f"{policy.min_improvement:g} with probability {comparison.probability:.2f} "
+            f"(required {policy.confidence:g}){interval}"
+        )
+        return GateCheck("production", ok, detail)
+    ok = value >= prod if larger else value <= prod
+    text = "matches" if value == prod else ("beats" if ok else "is worse than")
+    return GateCheck("production", ok, f"{text} {name} at {_fmt(prod)}{interval}")
+
+
+def decision_checks(
+    choice: ThresholdChoice | None, holdout: Mapping[str, float], policy: DecisionPolicy
+) -> list[GateCheck]:
+    """The decision's constraints, where the spec sets any: reachable on the training folds,
+    and met on the holdout at the chosen threshold."""
+    wanted = constraint_text(policy)
+    if choice is None or not wanted:
+        return []
+    if not choice.feasible:
+        return [
+            GateCheck(
+                "decision",
+                False,
+                f"has no threshold with {wanted} on the training folds (at "
+                f"{choice.threshold:.3f}: precision {choice.precision:.3f}, recall "
+                f"{choice.recall:.3f})",
+            )
+        ]
+    misses = [
+        f"{name} {holdout.get(name, 0.0):.3f} is below {limit:g}"
+        for name, limit in (("precision", policy.min_precision), ("recall", policy.min_recall))
+        if limit is not None and holdout.get(name, 0.0) < limit
+    ]
+    at = f"at threshold {choice.threshold:.3f} on the holdout"
+    if misses:
+        return [GateCheck("decision", False, f"misses {wanted} {at}: {'; '.join(misses)}")]
+    return [GateCheck("decision", True, f"meets {wanted} {at}")]
 
 
 def serving_pipeline(transformer: Any, estimator: Any) -> Pipeline:
@@ -220,7 +335,7 @@ def serving_pipeline(transformer: Any, estimator: Any) -> Pipeline:
     return Pipeline([("transform", transformer), ("model", estimator)])
 
 
-def _larger_is_better(metric: str) -> bool:
+def larger_is_better(metric: str) -> bool:
     if metric not in METRICS:
         raise GateError(f"unknown metric {metric!r}; choose one of {sorted(METRICS)}")
     return METRICS[metric][1]

@@ -53,7 +53,7 @@ from mlcycle.domain.features import (
 from mlcycle.errors import MlcycleError
 from mlcycle.schema import ResolvedSchema
 from mlcycle.serving.manifest import FeatureSpec, Manifest, Parity
-from mlcycle.spec import ColumnType
+from mlcycle.spec import ColumnType, Task
 
 TARGET_OPSET = {"": 21, "ai.onnx.ml": 3}  # ml 3: tree thresholds as float64 tensors
 PROBABILITY_TOLERANCE = 1e-5
@@ -627,8 +627,10 @@ def build_manifest(
     onnx_sha256: str,
     metrics: dict[str, float],
     parity: Parity | None,
+    threshold: float | None = None,
 ) -> Manifest:
-    """The manifest for this graph; `version` 0 marks a draft written before registration."""
+    """The manifest for this graph; `version` 0 marks a draft written before registration.
+    A binary model's `threshold` is its decision (None: the graph's argmax label)."""
     names = onnx_outputs(onnx_bytes)
     model = pipeline.named_steps["model"]
     common: dict[str, Any] = dict(
@@ -647,6 +649,7 @@ def build_manifest(
             **common,
             classes=[str(c) for c in model.classes_],
             positive_class=schema.positive_class,
+            threshold=threshold if schema.task is Task.BINARY else None,
             label_output=names[0],
             probability_output=names[1],
             value_output=None,

@@ -48,7 +48,7 @@ from mlcycle.domain.features import (
 )
 from mlcycle.errors import BadInputError
 from mlcycle.schema import ResolvedSchema
-from mlcycle.spec import METRICS, ColumnType, MonitoringLimits, Task
+from mlcycle.spec import METRICS, PROBABILITY_METRICS, ColumnType, MonitoringLimits, Task
 
 QUANTILE_POINTS = 1001  # grid 0, 0.001, ..., 1: KS resolution about 0.001, ~20 KB JSON/feature
 DECILES = np.linspace(0.1, 0.9, 9)  # the interior cut points `drift_baseline` uses
@@ -432,7 +432,7 @@ def live_quality(
         dropped["unknown_class"] = int((keep & ~in_classes).sum())
         keep = keep & in_classes
         if proba is None:
-            label_only = ["log_loss", "roc_auc"]
+            label_only = sorted(PROBABILITY_METRICS)
     n = int(keep.sum())
     out: Json = {
         "n_labels": n,

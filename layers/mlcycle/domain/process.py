@@ -475,7 +475,8 @@ def _resolve(frame: _Frame, spec: ProblemSpec, pool: Executor | None = None) -> 
 
     pending = _each(pool, decide, candidates)  # on the pool, under way while the target is
     task, classes = _resolve_task(frame[spec.target], spec)
-    positive_class = None
+    positive_class: str | None = None
+    positive_reason: str | None = None
     if spec.positive_class is not None:
         if task is not Task.BINARY:
             raise BadInputError(
@@ -489,9 +490,10 @@ def _resolve(frame: _Frame, spec: ProblemSpec, pool: Executor | None = None) -> 
                 f"{spec.target!r}; the classes are {', '.join(map(repr, classes))}"
             )
         positive_class = spec.positive_class
+        positive_reason = "set in the spec"
     elif task is Task.BINARY:
         assert classes is not None
-        positive_class = classes[1]
+        positive_class, positive_reason = _minority(_class_counts(frame[spec.target]), classes)
 
     excluded: dict[str, str] = {}
     if spec.features is not None:
@@ -524,7 +526,38 @@ def _resolve(frame: _Frame, spec: ProblemSpec, pool: Executor | None = None) -> 
         excluded=excluded,
         classes=classes,
         positive_class=positive_class,
+        positive_class_reason=positive_reason,
     )
+
+
+def _class_counts(column: _Column) -> dict[str, int]:
+    """Rows per class label (as `_as_labels` names them), counted on the distinct values."""
+    if column.kind in (_NUMBER, _TEXT):
+        codes, values = column.distinct_values()
+        per_value = np.bincount(codes[codes >= 0], minlength=len(values))
+        labels: list[Any] = (
+            _as_labels(values).astype(object).where(lambda s: s.notna(), None).tolist()
+        )
+        counts: dict[str, int] = {}
+        for label, n in zip(labels, per_value.tolist(), strict=True):
+            if label is not None:
+                counts[label] = counts.get(label, 0) + n
+        return counts
+    return {str(k): int(v) for k, v in _as_labels(column.series).value_counts().items()}
+
+
+def _minority(counts: dict[str, int], classes: list[str]) -> tuple[str, str]:
+    """The positive class of a binary target: the rarer one, which is what a model is usually
+    asked to find (fraud, churn, default); balanced classes keep the second label."""
+    first, second = classes
+    total = counts.get(first, 0) + counts.get(second, 0)
+    if counts.get(first, 0) < counts.get(second, 0):
+        share = counts[first] / total
+        return first, f"the minority class ({share:.1%} of the rows)"
+    if counts.get(first, 0) > counts.get(second, 0):
+        share = counts[second] / total
+        return second, f"the minority class ({share:.1%} of the rows)"
+    return second, "the classes are balanced: the second in sorted order"
 
 
 def _each(pool: Executor | None, function: Callable[[Any], _T], items: list[Any]) -> Iterator[_T]:

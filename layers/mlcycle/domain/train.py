@@ -4,22 +4,19 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator
-from sklearn.ensemble import (
-    HistGradientBoostingClassifier,
-    HistGradientBoostingRegressor,
-    RandomForestClassifier,
-    RandomForestRegressor,
-)
-from sklearn.linear_model import LogisticRegression, Ridge
+from sklearn.exceptions import ConvergenceWarning
 
-from mlcycle.errors import GateError
-from mlcycle.spec import Algorithm, Task
+from mlcycle.domain.decision import ThresholdChoice
+from mlcycle.domain.estimators import make_estimator
+from mlcycle.domain.search import Progress, SearchResult, search
+from mlcycle.spec import DEFAULT_PRIMARY_METRIC, Algorithm, DecisionPolicy, SearchPolicy, Task
 
 
 @dataclass
@@ -29,32 +26,12 @@ class Candidate:
     algorithm: Algorithm
     estimator: Any  # a fitted scikit-learn estimator
     params: dict[str, Any]
-    fit_seconds: float
+    fit_seconds: float  # the refit on every training row, after the search
+    search: SearchResult | None = None
 
-
-def make_estimator(algorithm: Algorithm, task: Task, seed: int) -> BaseEstimator:
-    """A fast default estimator for the algorithm and task."""
-    if task is Task.AUTO:
-        raise GateError("the task must be resolved before training")
-    classify = task is not Task.REGRESSION
-    if algorithm is Algorithm.LINEAR:
-        # random_state only matters for stochastic solvers; set it so every candidate is seeded
-        if classify:
-            return LogisticRegression(max_iter=1000, random_state=seed)
-        return Ridge(alpha=1.0, random_state=seed)
-    if algorithm is Algorithm.RANDOM_FOREST:
-        # max_depth and min_samples_leaf bound the tree count x leaves, i.e. the artifact
-        # (pickle and ONNX) size: at most 200 x 1024 leaves whatever the row count.
-        forest = dict(
-            n_estimators=200, max_depth=10, min_samples_leaf=3, n_jobs=-1, random_state=seed
-        )
-        return RandomForestClassifier(**forest) if classify else RandomForestRegressor(**forest)
-    if algorithm is Algorithm.HIST_GRADIENT_BOOSTING:
-        # early_stopping="auto" turns on above 10k rows
-        if classify:
-            return HistGradientBoostingClassifier(random_state=seed)
-        return HistGradientBoostingRegressor(random_state=seed)
-    raise GateError(f"unknown algorithm {algorithm!r}")
+    @property
+    def threshold(self) -> ThresholdChoice | None:
+        return self.search.threshold if self.search else None
 
 
 def train_candidate(
@@ -64,17 +41,47 @@ def train_candidate(
     y_train: pd.Series,
     *,
     seed: int,
+    metric: str | None = None,
+    policy: SearchPolicy | None = None,
+    classes: list[str] | None = None,
+    positive_class: str | None = None,
+    decision: DecisionPolicy | None = None,
+    on_trial: Progress | None = None,
 ) -> Candidate:
-    """Fit one candidate on the transformed training features."""
+    """Search the algorithm's configurations on the training split (no policy: the defaults
+    only), then refit the best on every training row. Binary: the threshold is tuned on the
+    best one's out-of-fold predictions (of the positive class: default the second label)."""
     estimator = make_estimator(algorithm, task, seed)
+    if task is not Task.REGRESSION and classes is None:
+        classes = sorted(set(y_train.astype(str)))
+    if task is Task.BINARY and positive_class is None:
+        positive_class = (classes or [])[-1]
+    result = search(
+        estimator,
+        algorithm,
+        task,
+        X_train,
+        y_train,
+        policy=policy or SearchPolicy(trials=1),
+        metric=metric or DEFAULT_PRIMARY_METRIC[task],
+        classes=classes,
+        positive_class=positive_class,
+        decision=decision or DecisionPolicy(),
+        seed=seed,
+        on_trial=on_trial,
+    )
+    estimator.set_params(**result.best.params)
     started = time.perf_counter()
-    estimator.fit(X_train, y_train)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        estimator.fit(X_train, y_train)
     seconds = time.perf_counter() - started
     return Candidate(
         algorithm=algorithm,
         estimator=estimator,
         params=json_params(estimator),
         fit_seconds=round(seconds, 4),
+        search=result,
     )
 
 

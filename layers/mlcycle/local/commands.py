@@ -129,7 +129,8 @@ def models(console: Console, args: argparse.Namespace) -> int:
     items: list[dict[str, Any]] = json.loads((args.source / "registry.json").read_text())
     releases = {i["pk"]: i for i in items if i.get("sk") == "RELEASE"}
     table = Table(title=f"registry ({args.source})", header_style="bold")
-    for column in ("model", "version", "stage", "algorithm", "primary metric", "run", "source"):
+    columns = ("model", "version", "stage", "algorithm", "primary metric", "threshold", "search")
+    for column in (*columns, "run", "source"):
         table.add_column(column)
     for item in sorted(
         (i for i in items if str(i.get("sk", "")).startswith("VERSION#")),
@@ -137,13 +138,19 @@ def models(console: Console, args: argparse.Namespace) -> int:
     ):
         metric = item.get("primary_metric")
         value = (item.get("metrics") or {}).get(metric)
+        low_high = (item.get("intervals") or {}).get(metric)
+        interval = f" [{low_high[0]:.3f}, {low_high[1]:.3f}]" if low_high else ""
         lineage = item.get("lineage", {})
+        threshold = item.get("threshold")
+        search = item.get("search") or {}
         table.add_row(
             item["dataset"],
             str(item["version"]),
             item["stage"],
             item.get("algorithm", ""),
-            f"{metric} {value:.4f}" if value is not None else "",
+            f"{metric} {value:.4f}{interval}" if value is not None else "",
+            f"{threshold:.3f} ({item.get('positive_class')})" if threshold is not None else "",
+            f"{search['trials']} trials, {search['seconds']:.0f} s" if search else "",
             item.get("run_id", ""),
             f"{lineage.get('source', {}).get('key', '')} ({lineage.get('sha256', '')[:12]})",
         )

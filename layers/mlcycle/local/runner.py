@@ -18,17 +18,23 @@ from unittest import mock
 import boto3
 import yaml
 from moto import mock_aws
+from threadpoolctl import threadpool_limits
 
+from mlcycle.adapters.lake import Lake
 from mlcycle.adapters.registry import Registry
+from mlcycle.lake_index import listing
 from mlcycle.lake_layout import Zone
 from mlcycle.local import atomic_writes, lambda_seam
 from mlcycle.local.assembly import ensure_assembly, load_template, project_root
 from mlcycle.local.deployment import LocalDeployment, deploy
 from mlcycle.local.template import REGION
+from mlcycle.reports import render_index
 from mlcycle.serving import runtime as serving_runtime
 from mlcycle.spec import dataset_name
+from mlcycle.training import SEARCH_SUFFIX, candidates_prefix
 
 _POLL_SECONDS = 0.1
+INDEX_FILE = "index.html"
 OPTIONAL_STAGES = {"judge_canary"}  # runs only when a release goes through a canary
 # A canary bakes this long in local runs unless the spec or --bake-seconds says otherwise.
 LOCAL_RELEASE = {"bake_seconds": 2, "max_waits": 1}
@@ -72,6 +78,8 @@ class RunOutcome:
 
 
 ProgressCallback = Callable[[StageOutcome], None]
+# (algorithm, trials done, trials planned): the training Map's search, as it goes
+TrialCallback = Callable[[str, int, int], None]
 
 
 def run_local(
@@ -81,13 +89,20 @@ def run_local(
     task: str | None = None,
     spec_file: Path | None = None,
     bake_seconds: int | None = None,
+    trials: int | None = None,
     out_dir: Path = Path("mlcycle-out"),
     on_stage: ProgressCallback | None = None,
+    on_trial: TrialCallback | None = None,
     assembly: Path | None = None,
 ) -> RunOutcome:
     """Deploy the synthesized stack into moto, upload `data` and follow its execution."""
     spec_text, dataset = _spec_for(
-        data, target=target, task=task, spec_file=spec_file, bake_seconds=bake_seconds
+        data,
+        target=target,
+        task=task,
+        spec_file=spec_file,
+        bake_seconds=bake_seconds,
+        trials=trials,
     )
     with local_aws(out_dir, assembly=assembly) as aws:
         s3 = aws.session.client("s3")
@@ -105,7 +120,7 @@ def run_local(
         if len(execution_arns) != 1:
             raise RuntimeError(f"the upload started {len(execution_arns)} runs, expected one")
         outcome = follow_execution(
-            aws.deployment, aws.session, execution_arns[0], dataset, on_stage
+            aws.deployment, aws.session, execution_arns[0], dataset, on_stage, on_trial
         )
     return write_outcome(outcome, out_dir)
 
@@ -148,6 +163,10 @@ def local_aws(out_dir: Path, *, assembly: Path | None = None) -> Iterator[LocalA
     with (
         mock.patch.dict(os.environ, LOCAL_ENVIRONMENT),
         mock_aws(config={"stepfunctions": {"execute_state_machine": True}}),
+        # Every Lambda of the run shares this process, and the training Map runs candidates
+        # at once: native thread pools (OpenMP, BLAS) of their own would oversubscribe the
+        # cores, which made gradient boosting 7x slower here. Lambda gives each its own.
+        threadpool_limits(limits=1),
     ):
         lambda_seam.install()
         atomic_writes.install()
@@ -160,7 +179,16 @@ def local_aws(out_dir: Path, *, assembly: Path | None = None) -> Iterator[LocalA
         ):
             serving_runtime.reset()  # a new moto: the endpoint's caches start empty
             yield LocalAws(deployment, session, template)
+        write_index(deployment, session, out_dir)
         export_lake(deployment, session, out_dir)
+
+
+def write_index(deployment: LocalDeployment, session: boto3.Session, out_dir: Path) -> None:
+    """DIR/index.html: the lake's index page, its links reaching into DIR/lake/reports/."""
+    lake = Lake(session.client("s3"), deployment.lake_bucket)
+    registry = Registry(session.client("dynamodb"), deployment.registry_table)
+    page = render_index(listing(lake, registry, base=f"lake/{Zone.REPORTS.prefix}"))
+    (out_dir / INDEX_FILE).write_text(page)
 
 
 def write_outcome(outcome: RunOutcome, out_dir: Path) -> RunOutcome:
@@ -169,6 +197,8 @@ def write_outcome(outcome: RunOutcome, out_dir: Path) -> RunOutcome:
     outcome.reports = {
         name: str(path.relative_to(out_dir)) for name, path in _reports(out_dir, outcome).items()
     }
+    if (out_dir / INDEX_FILE).is_file():
+        outcome.reports["index"] = INDEX_FILE
     (out_dir / "run.json").write_text(json.dumps(outcome.to_json(), indent=2))
     return outcome
 
@@ -180,6 +210,7 @@ def _spec_for(
     task: str | None,
     spec_file: Path | None,
     bake_seconds: int | None,
+    trials: int | None = None,
 ) -> tuple[str, str]:
     """The spec text to upload beside the data, and the dataset it belongs to."""
     dataset = dataset_name(f"{Zone.LANDING.prefix}{data.name}")
@@ -197,6 +228,8 @@ def _spec_for(
             document["task"] = task
         if bake_seconds is not None:
             document["release"] = {**(document.get("release") or {}), "bake_seconds": bake_seconds}
+        if trials is not None:
+            document["search"] = {**(document.get("search") or {}), "trials": trials}
         dataset = str(document["dataset"])
     return yaml.safe_dump(document, sort_keys=False), dataset
 
@@ -257,8 +290,10 @@ def follow_execution(
     execution_arn: str,
     dataset: str,
     on_stage: ProgressCallback | None,
+    on_trial: TrialCallback | None = None,
 ) -> RunOutcome:
     sfn = session.client("stepfunctions")
+    watch = _SearchWatch(session.client("s3"), deployment.lake_bucket, dataset, on_trial)
     definition = json.loads(
         sfn.describe_state_machine(stateMachineArn=deployment.state_machine_arn)["definition"]
     )
@@ -289,6 +324,8 @@ def follow_execution(
                 if on_stage and stage != "record_failure":
                     on_stage(StageOutcome(stage, finished[stage].status, round(seconds, 3)))
         seen = len(events)
+        if "train_model" in entered and "train_model" not in finished:
+            watch.poll(execution_arn.rsplit(":", 1)[-1])
         if description["status"] != "RUNNING":
             break
         time.sleep(_POLL_SECONDS)
@@ -308,6 +345,29 @@ def follow_execution(
     return outcome
 
 
+class _SearchWatch:
+    """Reports each candidate's search document (`training.SEARCH_SUFFIX`) when it changes."""
+
+    def __init__(self, s3: Any, bucket: str, dataset: str, callback: TrialCallback | None):
+        self.s3, self.bucket, self.dataset, self.callback = s3, bucket, dataset, callback
+        self.seen: dict[str, tuple[int, int]] = {}
+
+    def poll(self, run_id: str) -> None:
+        if self.callback is None:
+            return
+        prefix = candidates_prefix(self.dataset, run_id)
+        listed = self.s3.list_objects_v2(Bucket=self.bucket, Prefix=prefix)
+        for obj in listed.get("Contents", []):
+            if not obj["Key"].endswith(SEARCH_SUFFIX):
+                continue
+            body = self.s3.get_object(Bucket=self.bucket, Key=obj["Key"])["Body"].read()
+            document = json.loads(body)
+            progress = (int(document.get("done", 0)), int(document.get("planned", 0)))
+            if self.seen.get(obj["Key"]) != progress:
+                self.seen[obj["Key"]] = progress
+                self.callback(str(document.get("algorithm")), *progress)
+
+
 def _history(sfn: Any, execution_arn: str) -> list[dict[str, Any]]:
     events: list[dict[str, Any]] = []
     kwargs: dict[str, Any] = {"executionArn": execution_arn, "maxResults": 1000}
@@ -325,7 +385,12 @@ def _fill_success(outcome: RunOutcome, context: dict[str, Any]) -> None:
     outcome.task = process.get("task")
     outcome.target = (context.get("problem") or {}).get("target")
     if evaluate:
-        outcome.winner = {"algorithm": evaluate["winner"], "metrics": evaluate["metrics"]}
+        outcome.winner = {
+            "algorithm": evaluate["winner"],
+            "metrics": evaluate["metrics"],
+            "intervals": evaluate.get("intervals") or {},
+            "threshold": evaluate.get("threshold"),
+        }
         outcome.gate = evaluate["gate"]
     outcome.model_version = (context.get("registration") or {}).get("model_version")
     outcome.model_stage = release.get("stage")
@@ -399,7 +464,7 @@ def _reports(out_dir: Path, outcome: RunOutcome) -> dict[str, Path]:
             continue
         if path.name == "profile.html":
             found["profile"] = path
-        elif path.name == "evaluation.json":
+        elif path.name == "evaluation.html":
             found["evaluation"] = path
         elif path.name == "error.json":
             found["error"] = path

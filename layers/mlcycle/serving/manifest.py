@@ -48,6 +48,8 @@ class Manifest:
     onnx_sha256: str
     classes: list[str] = field(default_factory=list)  # classification, in probability order
     positive_class: str | None = None
+    # binary: the label is positive_class where its probability >= threshold (None: argmax)
+    threshold: float | None = None
     label_output: str = "label"  # ONNX output names
     probability_output: str | None = "probabilities"
     value_output: str | None = None  # regression

@@ -80,11 +80,11 @@ class LoadedModel:
         probabilities = results[1]
         classes = manifest.classes
         if isinstance(probabilities, list):  # a ZipMap output: one {class: p} per row
-            rows = [[row[c] for c in classes] for row in probabilities]
-            flat = _float32_text(np.asarray(rows, dtype=np.float32))
-        else:
-            flat = _float32_text(probabilities)
+            probabilities = np.asarray([[row[c] for c in classes] for row in probabilities])
+        flat = _float32_text(probabilities)
         k = len(classes)
+        if manifest.threshold is not None and manifest.positive_class is not None:
+            labels = self._decide(flat, manifest.threshold, manifest.positive_class)
         return [
             {
                 "label": label,
@@ -92,6 +92,14 @@ class LoadedModel:
             }
             for i, label in enumerate(labels)
         ]
+
+    def _decide(self, flat: list[float], threshold: float, positive: str) -> list[str]:
+        """The version's decision: the positive class where its probability (as answered,
+        float32) reaches the threshold, the other class elsewhere."""
+        classes = self.manifest.classes
+        j, negative = classes.index(positive), classes[1 - classes.index(positive)]
+        k = len(classes)
+        return [positive if p >= threshold else negative for p in flat[j::k]]
 
     def describe(self) -> dict[str, Any]:
         """The model's public description (GET /v1/models/{name})."""
@@ -110,6 +118,8 @@ class LoadedModel:
         if manifest.task != "regression":
             info["classes"] = list(manifest.classes)
             info["positive_class"] = manifest.positive_class
+        if manifest.threshold is not None:
+            info["threshold"] = manifest.threshold
         if manifest.parity is not None:
             info["parity"] = {
                 "rows": manifest.parity.rows,
