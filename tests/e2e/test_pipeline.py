@@ -40,7 +40,7 @@ def test_binary_churn_matches_a_careful_scikit_learn_baseline(tmp_path: Path) ->
     outcome = run_local(
         EXAMPLES / "customer-churn.csv",
         spec_file=EXAMPLES / "customer-churn.yaml",
-        trials=3,  # a real search, shorter than the demo's
+        trials=2,  # a real search, shorter than the demo's
         out_dir=tmp_path,
     )
     _assert_succeeded(outcome)

@@ -213,5 +213,5 @@ def test_an_entirely_empty_column_is_left_out_with_the_reason(run_upload: RunUpl
 
 def test_the_corpus_files_are_small() -> None:
     sizes: dict[str, Any] = {p.name: p.stat().st_size for p in CORPUS.glob("*.csv")}
-    assert len(sizes) == 12
-    assert max(sizes.values()) < 20_000
+    assert len(sizes) == 14  # the bad uploads, and two tables of awkward column names
+    assert max(sizes.values()) < 40_000
