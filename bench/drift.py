@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import resource
 import statistics
 import subprocess
 import sys
@@ -149,13 +148,21 @@ def run_evidently(reference: pd.DataFrame, current: pd.DataFrame, repeats: int) 
     return dict(json.loads(out.stdout.strip().splitlines()[-1]))
 
 
+def _peak_kib() -> int:
+    """This process's own peak RSS (VmHWM). Not `ru_maxrss`: in a child started by
+    subprocess it reports the parent's peak when that was larger (Linux keeps it over exec)."""
+    with open("/proc/self/status") as status:
+        line = next(x for x in status if x.startswith("VmHWM:"))
+    return int(line.split()[1])
+
+
 def memory_child(rows: int, reference_rows: int) -> None:
     """In a fresh process: peak RSS, and the monitor call's own peak allocations."""
     reference = make_frame(reference_rows, 1, drift=False)
     baseline = build_baseline(reference)
     del reference
     current = make_frame(rows, 2, drift=True)
-    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    rss_before = _peak_kib()
     tracemalloc.start()
     result = feature_drift(current, baseline, SCHEMA, LIMITS)
     _, peak = tracemalloc.get_traced_memory()
@@ -166,7 +173,7 @@ def memory_child(rows: int, reference_rows: int) -> None:
             {
                 "rows": rows,
                 "frame_mb": frame_mb,
-                "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                "peak_rss_mb": _peak_kib() / 1024,
                 "rss_before_mb": rss_before / 1024,
                 "monitor_peak_alloc_mb": peak / 2**20,
                 "drifted": result.drifted_features,

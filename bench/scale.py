@@ -9,7 +9,7 @@ from files (as a stage reads S3 objects whole into memory), does exactly the dom
 handler makes (`mlcycle.stages`, minus S3 and DynamoDB), and writes its outputs for the next
 stage. A stage reports the seconds of its work (inputs read, computed, outputs serialized;
 imports excluded, they are the cold start) and the process's peak resident memory
-(`ru_maxrss`, so imports and the interpreter count, as they do against the function's memory).
+(VmHWM, so imports and the interpreter count, as they do against the function's memory).
 
 Stages: generate (the test data, not timed against a limit), collect, process, explore,
 features, train:linear, train:random_forest, train:hist_gradient_boosting, evaluate.
@@ -27,7 +27,6 @@ import hashlib
 import io
 import json
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -49,7 +48,11 @@ TARGET_COLUMN = "__target__"  # as mlcycle.stages names it in the feature matric
 
 
 def _peak_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+    """This process's own peak RSS (VmHWM). Not `ru_maxrss`: in a child started by
+    subprocess it reports the parent's peak when that was larger (Linux keeps it over exec)."""
+    with open("/proc/self/status") as status:
+        line = next(x for x in status if x.startswith("VmHWM:"))
+    return int(line.split()[1]) / 1024  # KiB
 
 
 # --- the stages, each run in its own process -------------------------------------------------
