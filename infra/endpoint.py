@@ -47,7 +47,7 @@ PREDICT_REQUEST_SCHEMA = apigw.JsonSchema(
 
 
 class Endpoint(Construct):
-    """`POST /v1/models/{name}:predict`, `GET /v1/models/{name}`, `GET /health`."""
+    """`POST /v1/models/{name}:predict` and `:explain`, `GET /v1/models/{name}`, `GET /health`."""
 
     def __init__(
         self,
@@ -173,8 +173,9 @@ class Endpoint(Construct):
             "PredictRequest", content_type="application/json", schema=PREDICT_REQUEST_SCHEMA
         )
         models = self.api.root.add_resource("v1").add_resource("models")
-        # `{model}` is `customer-churn:predict` for POST, `customer-churn` for GET: one path
-        # part cannot mix a variable and a literal, so the function routes on the verb.
+        # `{model}` is `customer-churn:predict` or `customer-churn:explain` for POST (the same
+        # request body, validated by one model), `customer-churn` for GET: one path part cannot
+        # mix a variable and a literal, so the function routes on the verb.
         model = models.add_resource("{model}")
         model.add_method("GET", integration)
         model.add_method(

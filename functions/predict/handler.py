@@ -1,5 +1,6 @@
-"""The prediction endpoint: API Gateway (REST, proxy integration) -> Powertools router ->
-`mlcycle.serving.api`. Imports neither pandas nor scikit-learn nor pyarrow."""
+"""The prediction endpoint (`:predict`, `:explain`, model info, health): API Gateway (REST,
+proxy integration) -> Powertools router -> `mlcycle.serving.api`. Imports neither pandas nor
+scikit-learn nor pyarrow."""
 
 from __future__ import annotations
 
@@ -35,15 +36,25 @@ def _client_key() -> str | None:
     )
 
 
-# Powertools matches `<name>` with a pattern that allows ':', then backtracks to `:predict`.
-@app.post("/v1/models/<name>:predict")
-def predict(name: str) -> Response:
+def _body() -> str | None:
     try:
-        body = app.current_event.decoded_body
+        body: str | None = app.current_event.decoded_body
     except UnicodeDecodeError as error:
         problem = f"the body is not UTF-8 text: {error}"
         raise InvalidRequestError([Problem(instance=None, field=None, problem=problem)]) from error
-    return _json(200, api.predict(name, body, _request_id(), _client_key))
+    return body
+
+
+# Powertools matches `<name>` with a pattern that allows ':', then backtracks to the verb
+# (`:predict`, `:explain`); a name cannot contain ':', so a path matches one route at most.
+@app.post("/v1/models/<name>:predict")
+def predict(name: str) -> Response:
+    return _json(200, api.predict(name, _body(), _request_id(), _client_key))
+
+
+@app.post("/v1/models/<name>:explain")
+def explain(name: str) -> Response:
+    return _json(200, api.explain(name, _body(), _request_id(), _client_key))
 
 
 @app.get("/v1/models/<name>")

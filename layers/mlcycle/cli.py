@@ -63,6 +63,14 @@ def _parser() -> argparse.ArgumentParser:
     _from_option(predict)
     predict.add_argument("--model", help="the model (dataset) name; default: the only one")
     predict.add_argument("file", help='a JSON file {"instances": [...]}, or - for stdin')
+    explain = commands.add_parser(
+        "explain",
+        help='explain {"instances": [...]} from a file (or - for stdin) with a local run\'s model',
+        description="Shapley contributions of each feature to each instance's prediction.",
+    )
+    _from_option(explain)
+    explain.add_argument("--model", help="the model (dataset) name; default: the only one")
+    explain.add_argument("file", help='a JSON file {"instances": [...]}, or - for stdin')
     monitor = commands.add_parser(
         "monitor",
         help="compare captured traffic (or --current FILE) with the released model's baseline",
@@ -101,8 +109,8 @@ def main(argv: list[str] | None = None) -> int:
     console = Console(file=sys.stdout, highlight=False, soft_wrap=True, width=width)
     if args.command == "serve":
         return _serve(console, args.source, args.host, args.port)
-    if args.command == "predict":
-        return _predict(console, args.source, args.model, args.file)
+    if args.command in ("predict", "explain"):
+        return _predict(console, args.source, args.model, args.file, verb=args.command)
     if args.command in OPERATIONS:
         return OPERATIONS[args.command](console, args)
     if not args.data.is_file():
@@ -153,6 +161,7 @@ def _serve(console: Console, source: Path, host: str, port: int) -> int:
         console.print(f"[bold]mlcycle[/] endpoint on [cyan]{address}[/] (the predict function)")
         for name, version in released_models(source).items():
             console.print(f"  POST {address}/v1/models/{name}:predict   (version {version})")
+            console.print(f"  POST {address}/v1/models/{name}:explain")
         console.print(f"  GET  {address}/v1/models/<name>   GET {address}/health")
         console.print("[dim]Ctrl-C stops; the capture is then flushed into the local lake[/]")
         try:
@@ -163,7 +172,10 @@ def _serve(console: Console, source: Path, host: str, port: int) -> int:
     return 0
 
 
-def _predict(console: Console, source: Path, model: str | None, file: str) -> int:
+def _predict(
+    console: Console, source: Path, model: str | None, file: str, *, verb: str = "predict"
+) -> int:
+    """`mlcycle predict` and `mlcycle explain`: one request to the endpoint's `:<verb>`."""
     import json
 
     from mlcycle.local.serve import LocalEndpoint, released_models
@@ -185,7 +197,7 @@ def _predict(console: Console, source: Path, model: str | None, file: str) -> in
         console.print(f"[red]error:[/] no such file: {file}")
         return 2
     with LocalEndpoint(source) as endpoint:
-        status, response = endpoint.request("POST", f"/v1/models/{model}:predict", body)
+        status, response = endpoint.request("POST", f"/v1/models/{model}:{verb}", body)
     print(json.dumps(response, indent=2))
     return 0 if status < 400 else 1
 

@@ -43,7 +43,7 @@ from mlcycle.lake_layout import (
     version_prefix,
 )
 from mlcycle.schema import ResolvedSchema
-from mlcycle.serving.manifest import MANIFEST_FILE, ONNX_FILE, Manifest
+from mlcycle.serving.manifest import BACKGROUND_FILE, MANIFEST_FILE, ONNX_FILE, Manifest
 from mlcycle.spec import ProblemSpec, dataset_name, parse_spec
 
 TARGET_COLUMN = "__target__"  # the target's column in the feature matrices
@@ -326,17 +326,25 @@ def register_model(
             "transformer_uri": required(ctx.features, "engineer_features").transformer_uri,
             "baseline_uri": required(ctx.features, "engineer_features").baseline_uri,
             "monitor_baseline_uri": evaluated.monitor_baseline_uri,
+            "background_uri": evaluated.background_uri,
             "evaluation_uri": evaluated.evaluation_uri,
             "report_uri": evaluated.report_uri,
             "profile_uri": required(ctx.explore, "explore_data").profile_uri,
         },
     }
     version = registry.register(problem.dataset, entry)
-    # The serving artifact the endpoint loads: the ONNX graph, then its manifest (written
-    # last, so a manifest never points at a missing graph).
+    # The serving artifact the endpoint loads: the ONNX graph and the background summary its
+    # explanations use, then its manifest (written last, so a manifest never points at a
+    # missing file).
     served = replace(manifest, version=version, metrics=dict(evaluated.metrics))
     prefix = version_prefix(problem.dataset, version)
     lake.put_bytes(prefix + ONNX_FILE, onnx_bytes, content_type="application/octet-stream")
+    if evaluated.background_uri is not None:
+        lake.put_bytes(
+            prefix + BACKGROUND_FILE,
+            lake.get_bytes(evaluated.background_uri),
+            content_type="application/json",
+        )
     lake.put_json(prefix + MANIFEST_FILE, served.to_json())
     return RegisterResult(model_version=version, stage=stage)
 

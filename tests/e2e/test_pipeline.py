@@ -14,6 +14,7 @@ from sklearn.metrics import roc_auc_score
 
 from mlcycle.cli import main
 from mlcycle.local.runner import RunOutcome, run_local
+from mlcycle.local.serve import LocalEndpoint
 from tests.conftest import EXAMPLES, LIFECYCLE_STAGES
 
 pytestmark = pytest.mark.slow
@@ -74,6 +75,22 @@ def test_binary_churn_matches_a_careful_scikit_learn_baseline(tmp_path: Path) ->
     version = next(item for item in registry if item["sk"] == "VERSION#000001")
     assert version["lineage"]["source"]["key"] == "landing/customer-churn.csv"
     assert len(version["lineage"]["sha256"]) == 64
+
+    # The version explains its predictions: exact Shapley values over every feature.
+    assert version["artifacts"]["background_uri"].endswith("/background.json")
+    request = (EXAMPLES / "predict-request.json").read_text()
+    with LocalEndpoint(Path(outcome.out_dir)) as endpoint:
+        _, predicted = endpoint.request("POST", "/v1/models/customer-churn:predict", request)
+        status, explained = endpoint.request("POST", "/v1/models/customer-churn:explain", request)
+    assert status == 200, explained
+    features = json.loads((_run_dir(outcome, "runs") / "schema.json").read_text())["features"]
+    for explanation, prediction in zip(
+        explained["explanations"], predicted["predictions"], strict=True
+    ):
+        assert explanation["label"] == prediction["label"]
+        assert set(explanation["contributions"]) == set(features)
+        total = explanation["base_value"] + sum(explanation["contributions"].values())
+        assert abs(total - explanation["output"]) <= 1e-6
 
 
 def test_multiclass_penguins_with_missing_values(tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -184,9 +185,10 @@ def _gateway_routes(template: dict[str, Any]) -> set[tuple[str, str]]:
 def test_the_openapi_description_matches_the_deployed_routes(template: dict[str, Any]) -> None:
     document = yaml.safe_load((ROOT / "openapi.yaml").read_text())
     described = {
-        # A path part cannot mix a variable and a literal in API Gateway: `{name}:predict` is
-        # served by the `{model}` resource and the function routes on the verb.
-        (method.upper(), path.replace("{name}:predict", "{model}").replace("{name}", "{model}"))
+        # A path part cannot mix a variable and a literal in API Gateway: `{name}:predict` and
+        # `{name}:explain` are served by the `{model}` resource and the function routes on the
+        # verb.
+        (method.upper(), re.sub(r"\{name\}(:\w+)?", "{model}", path))
         for path, item in document["paths"].items()
         for method in item
     }

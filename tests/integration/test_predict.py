@@ -158,12 +158,51 @@ def direct_feeds(instances: list[dict[str, Any]]) -> dict[str, np.ndarray]:
     return feeds
 
 
+# A background summary of the toy model's version (the form training writes): two weighted
+# rows, so one instance's explanation is exact (2 x (2^11 - 2) rows fit the default budget).
+BACKGROUND: dict[str, Any] = {
+    "rows": [
+        {
+            **_ROW,
+            "plan": "standard",
+            "tenure_months": 24,
+            "support_tickets_90d": 0,
+            "satisfaction_score": 4,
+            "signup_date": "2022-01-01",
+        },
+        {
+            **_ROW,
+            "region": "east",
+            "payment_method": "credit_card",
+            "monthly_charges": 55.0,
+            "tenure_months": 12,
+            "last_login_days": 3,
+            "avg_session_minutes": 20.0,
+            "discount_pct": 0.1,
+            "satisfaction_score": 3,
+        },
+    ],
+    "weights": [0.7, 0.3],
+    "method": "kmeans-medoids",
+    "source_rows": 1000,
+}
+
+
 def publish(
-    onnx: bytes, manifest: Manifest, *, release: bool = True, manifest_doc: Any = None
+    onnx: bytes,
+    manifest: Manifest,
+    *,
+    release: bool = True,
+    manifest_doc: Any = None,
+    background: dict[str, Any] | None = None,
 ) -> None:
     s3, dynamodb = boto3.client("s3"), boto3.client("dynamodb")
     prefix = version_prefix(manifest.model, manifest.version)
     s3.put_object(Bucket=BUCKET, Key=prefix + "model.onnx", Body=onnx)
+    if background is not None:
+        s3.put_object(
+            Bucket=BUCKET, Key=prefix + "background.json", Body=json.dumps(background).encode()
+        )
     document = manifest.to_json() if manifest_doc is None else manifest_doc
     s3.put_object(Bucket=BUCKET, Key=prefix + "manifest.json", Body=json.dumps(document).encode())
     dynamodb.put_item(
@@ -327,7 +366,7 @@ def test_registered_but_unreleased_model_is_409(
 
 
 def test_unknown_route_is_a_json_404(endpoint: None) -> None:
-    status, body = call(api_event("POST", f"/v1/models/{MODEL}:explain", {}))
+    status, body = call(api_event("POST", f"/v1/models/{MODEL}:classify", {}))
     assert status == 404
     assert body["error"] == "not found"
 
@@ -465,10 +504,145 @@ def test_release_pointer_is_cached_then_reread(
 def test_sample_events_run_through_the_handler(
     endpoint: None, toy: tuple[bytes, Manifest], path: Path
 ) -> None:
-    publish(*toy)
+    publish(*toy, background=BACKGROUND)
     status, body = call(json.loads(path.read_text()))
     expected = {"bad-request.json": 400}.get(path.name, 200)
     assert status == expected, body
+
+
+# --- explanations ----------------------------------------------------------------------------
+
+
+def explain(body: Any, *, raw: str | None = None) -> tuple[int, dict[str, Any]]:
+    return call(api_event("POST", f"/v1/models/{MODEL}:explain", body, raw=raw))
+
+
+@pytest.mark.parametrize("threshold", [None, 0.05, 0.95])
+def test_explanations_add_up_and_explain_the_predicted_label(
+    endpoint: None,
+    toy: tuple[bytes, Manifest],
+    threshold: float | None,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from dataclasses import replace
+
+    onnx, manifest = toy
+    publish(onnx, replace(manifest, threshold=threshold), background=BACKGROUND)
+    _, predicted = predict({"instances": INSTANCES})
+    capsys.readouterr()
+    status, body = explain({"instances": INSTANCES})
+    assert status == 200, body
+    assert (body["model_version"], body["method"]) == (1, "exact")
+    assert body["warnings"] == predicted["warnings"]
+    assert len(body["explanations"]) == len(INSTANCES)
+    for explanation, prediction in zip(body["explanations"], predicted["predictions"], strict=True):
+        assert explanation["method"] == "exact"
+        assert list(explanation["contributions"]) == [f.name for f in FEATURES]
+        assert explanation["label"] == prediction["label"]
+        # the explained output is the probability of the label the endpoint answered
+        assert explanation["output"] == pytest.approx(
+            prediction["probabilities"][prediction["label"]], abs=1e-6
+        )
+        total = explanation["base_value"] + sum(explanation["contributions"].values())
+        assert abs(total - explanation["output"]) <= 1e-6
+    if threshold == 0.05:  # the threshold makes labels argmax would not: those are explained
+        assert any(e["output"] < 0.5 for e in body["explanations"])
+    (blob,) = _emf(capsys.readouterr().out)
+    assert blob["Explanations"] == [4.0]
+    assert blob["ExplainLatency"][0] > 0
+    assert (blob["model"], blob["model_version"]) == (MODEL, "1")
+
+
+def test_regression_explanations_add_up(endpoint: None) -> None:
+    onnx, manifest = export_toy_model("regression")
+    publish(onnx, manifest, background=BACKGROUND)
+    _, predicted = predict({"instances": INSTANCES[:2]})
+    status, body = explain({"instances": INSTANCES[:2]})
+    assert status == 200, body
+    for explanation, prediction in zip(body["explanations"], predicted["predictions"], strict=True):
+        assert "label" not in explanation
+        assert explanation["output"] == pytest.approx(prediction["value"], rel=1e-6)
+        total = explanation["base_value"] + sum(explanation["contributions"].values())
+        assert abs(total - explanation["output"]) <= 1e-6
+
+
+def test_explain_answers_predicts_400_for_a_bad_body(
+    endpoint: None, toy: tuple[bytes, Manifest]
+) -> None:
+    publish(*toy, background=BACKGROUND)
+    bad = {"instances": [{**_ROW, "tenure_months": "abc"}, {**_ROW, "extra": 1}]}
+    assert explain(bad) == predict(bad)
+    assert explain(bad)[0] == 400
+    assert explain(None, raw="{not json") == predict(None, raw="{not json")
+    assert explain({"instances": []}) == predict({"instances": []})
+
+
+def test_a_version_without_background_is_409_and_still_predicts(
+    endpoint: None, toy: tuple[bytes, Manifest]
+) -> None:
+    publish(*toy)  # as registered before explanations
+    status, body = explain({"instances": INSTANCES[:1]})
+    assert status == 409
+    assert body["error"] == "model not explainable"
+    assert "version 1" in body["message"]
+    assert "retrain to explain" in body["message"]
+    assert (body["model"], body["version"]) == (MODEL, 1)
+    assert explain({"instances": INSTANCES[:1]})[0] == 409  # remembered, not re-read
+    assert predict({"instances": INSTANCES[:1]})[0] == 200
+
+
+def test_predictions_never_read_the_background_and_explanations_are_not_captured(
+    endpoint: None, toy: tuple[bytes, Manifest]
+) -> None:
+    publish(*toy, background=BACKGROUND)
+    rt = runtime.get()
+    s3 = rt.models.s3
+    keys: list[str] = []
+
+    class Spy:
+        def get_object(self, **kwargs: Any) -> Any:
+            keys.append(kwargs["Key"].rsplit("/", 1)[-1])
+            return s3.get_object(**kwargs)
+
+    rt.models.s3 = Spy()
+    for _ in range(3):
+        assert predict({"instances": INSTANCES})[0] == 200
+    assert keys == ["manifest.json", "model.onnx"]
+    assert rt.models.loaded[0].explainer is None
+    for _ in range(3):
+        assert explain({"instances": INSTANCES})[0] == 200
+    assert keys == ["manifest.json", "model.onnx", "background.json"]  # once, then cached
+    assert rt.flush().written == 3 * len(INSTANCES)  # the predictions only
+
+
+def test_explain_routes_a_client_to_the_version_predict_does(
+    endpoint: None, toy: tuple[bytes, Manifest]
+) -> None:
+    publish(*toy, background=BACKGROUND)
+    onnx2, manifest2 = export_toy_model("binary", version=2)
+    publish(onnx2, manifest2, release=False, background=BACKGROUND)
+    boto3.client("dynamodb").put_item(
+        TableName=TABLE,
+        Item={
+            "pk": {"S": f"MODEL#{MODEL}"},
+            "sk": {"S": "RELEASE"},
+            "production_version": {"N": "1"},
+            "canary_version": {"N": "2"},
+            "canary_weight": {"N": "0.5"},
+        },
+    )
+    seen = set()
+    for client in range(12):
+        versions = []
+        for verb in ("predict", "explain"):
+            event = api_event("POST", f"/v1/models/{MODEL}:{verb}", {"instances": INSTANCES[:1]})
+            event["headers"] = {**event["headers"], "x-client-id": f"client-{client}"}
+            status, body = call(event)
+            assert status == 200, body
+            versions.append(body["model_version"])
+        assert versions[0] == versions[1]
+        seen.add(versions[0])
+    assert seen == {1, 2}
 
 
 def _emf(out: str) -> list[dict[str, Any]]:

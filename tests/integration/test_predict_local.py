@@ -1,4 +1,5 @@
-"""`mlcycle serve` answers over HTTP; `mlcycle predict` prints the handler's response."""
+"""`mlcycle serve` answers over HTTP; `mlcycle predict` and `mlcycle explain` print the handler's
+response."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import pytest
 from mlcycle.cli import main
 from mlcycle.lake_layout import version_prefix
 from mlcycle.local.serve import serving
-from tests.integration.test_predict import INSTANCES, MODEL, export_toy_model
+from tests.integration.test_predict import BACKGROUND, INSTANCES, MODEL, export_toy_model
 
 
 @pytest.fixture(scope="module")
@@ -25,6 +26,7 @@ def local_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     prefix = out / "lake" / version_prefix(MODEL, 1)
     prefix.mkdir(parents=True)
     (prefix / "model.onnx").write_bytes(onnx)
+    (prefix / "background.json").write_text(json.dumps(BACKGROUND))
     (prefix / "manifest.json").write_text(json.dumps(manifest.to_json()))
     registry = [
         {"pk": f"MODEL#{MODEL}", "sk": "RELEASE", "production_version": 1},
@@ -70,4 +72,20 @@ def test_predict_command_prints_the_response(
     request = local_run / "bad.json"
     request.write_text(json.dumps({"instances": []}))
     assert main(["predict", "--from", str(local_run), "--model", MODEL, str(request)]) == 1
+    assert json.loads(capsys.readouterr().out)["error"] == "invalid request"
+
+
+def test_explain_command_prints_the_explanations(
+    local_run: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr("sys.stdin", io.StringIO(json.dumps({"instances": INSTANCES[:2]})))
+    assert main(["explain", "--from", str(local_run), "-"]) == 0
+    response = json.loads(capsys.readouterr().out)
+    assert (response["model_version"], response["method"]) == (1, "exact")
+    for explanation in response["explanations"]:
+        total = explanation["base_value"] + sum(explanation["contributions"].values())
+        assert abs(total - explanation["output"]) <= 1e-6
+    request = local_run / "bad-explain.json"
+    request.write_text(json.dumps({"instances": [{"tenure_months": "x"}]}))
+    assert main(["explain", "--from", str(local_run), "--model", MODEL, str(request)]) == 1
     assert json.loads(capsys.readouterr().out)["error"] == "invalid request"

@@ -13,9 +13,11 @@ from tests.conftest import ROOT
 
 
 def test_the_handler_imports_neither_pandas_nor_sklearn_nor_pyarrow() -> None:
+    # nor the explainer: a container that only predicts never loads it
     code = (
         "import sys, functions.predict.handler\n"
-        "heavy = {'pandas', 'sklearn', 'pyarrow', 'boto3', 'mlcycle.runtime', 'mlcycle.adapters'}\n"
+        "heavy = {'pandas', 'sklearn', 'pyarrow', 'boto3', 'mlcycle.runtime', 'mlcycle.adapters',\n"
+        "         'mlcycle.serving.explain'}  # loaded on the first explanation only\n"
         "found = heavy & set(sys.modules)\n"
         "assert not found, found\n"
     )
@@ -51,7 +53,8 @@ def test_handler_routes_match_the_openapi_paths() -> None:
         ("GET", "/v1/models/customer-churn", ("describe", {"name": "customer-churn"})),
         ("GET", "/health", ("health", {})),
         ("POST", "/v1/models/customer-churn", None),
-        ("POST", "/v1/models/customer-churn:explain", None),
+        ("POST", "/v1/models/customer-churn:explain", ("explain", {"name": "customer-churn"})),
+        ("POST", "/v1/models/customer-churn:classify", None),
     ],
 )
 def test_the_colon_route_matches(

@@ -1,8 +1,9 @@
 """The endpoint's operations, independent of Lambda and of the HTTP router.
 
 `predict` follows the V1 protocol of TF Serving / KServe: `{"instances": [{feature: value}]}`
-in, `{"predictions": [...], "model_version": N}` out. Errors are `ServingError`s; the handler
-maps them to responses in one place.
+in, `{"predictions": [...], "model_version": N}` out; `explain`, its `:explain` verb, takes the
+same body and answers `{"explanations": [...], "model_version": N, "method": ...}`. Errors are
+`ServingError`s; the handler maps them to responses in one place.
 """
 
 from __future__ import annotations
@@ -15,13 +16,46 @@ from aws_lambda_powertools.metrics import MetricUnit
 
 from mlcycle.serving import runtime
 from mlcycle.serving.errors import InvalidRequestError, ModelUnavailableError, ServingError
-from mlcycle.serving.inputs import parse_instances
+from mlcycle.serving.inputs import Batch, parse_instances
+from mlcycle.serving.model import LoadedModel
 
 
 def _dimensions(name: str, version: int | None) -> None:
     # Dimensions are per EMF blob, and one blob is flushed per request: set them each time.
     runtime.metrics.add_dimension(name="model", value=name)
     runtime.metrics.add_dimension(name="model_version", value=str(version) if version else "none")
+
+
+def _route(
+    name: str, request_id: str, client: Callable[[], str | None] | None, *, count_failure: bool
+) -> LoadedModel:
+    """The version this client is routed to, with the request's metric dimensions set."""
+    rt = runtime.get()
+    try:
+        model = rt.models.get(name, client)
+    except ServingError as error:
+        version = error.details.get("version")
+        _dimensions(name, version)
+        runtime.metrics.add_metric(name="ModelErrors", unit=MetricUnit.Count, value=1)
+        failed = isinstance(error, ModelUnavailableError) and version is not None
+        if count_failure and failed and rt.settings.capture_enabled:
+            # The client was routed to a version that cannot answer: count it against that
+            # version, so a canary whose artifact is broken is rolled back on its errors.
+            rt.capture.add_failure(request_id=request_id, model=name, version=int(version))
+        raise
+    _dimensions(name, model.version)
+    return model
+
+
+def _inputs(model: LoadedModel, body: str | bytes | None) -> tuple[list[Any], Batch]:
+    """The body's instances and the graph's inputs; the same 4xx for `:predict` and
+    `:explain`."""
+    try:
+        instances = parse_instances(body, max_instances=runtime.get().settings.max_instances)
+        return instances, model.builder.build(instances)
+    except InvalidRequestError:
+        runtime.metrics.add_metric(name="InvalidRequests", unit=MetricUnit.Count, value=1)
+        raise
 
 
 def predict(
@@ -36,25 +70,8 @@ def predict(
     started = time.perf_counter()
     rt = runtime.get()
     metrics = runtime.metrics
-    try:
-        model = rt.models.get(name, client)
-    except ServingError as error:
-        version = error.details.get("version")
-        _dimensions(name, version)
-        metrics.add_metric(name="ModelErrors", unit=MetricUnit.Count, value=1)
-        failed = isinstance(error, ModelUnavailableError) and version is not None
-        if failed and rt.settings.capture_enabled:
-            # The client was routed to a version that cannot answer: count it against that
-            # version, so a canary whose artifact is broken is rolled back on its errors.
-            rt.capture.add_failure(request_id=request_id, model=name, version=int(version))
-        raise
-    _dimensions(name, model.version)
-    try:
-        instances = parse_instances(body, max_instances=rt.settings.max_instances)
-        batch = model.builder.build(instances)
-    except InvalidRequestError:
-        metrics.add_metric(name="InvalidRequests", unit=MetricUnit.Count, value=1)
-        raise
+    model = _route(name, request_id, client, count_failure=True)
+    instances, batch = _inputs(model, body)
     try:
         predictions = model.run(batch)
     except Exception:
@@ -81,6 +98,53 @@ def predict(
         )
     metrics.add_metric(
         name="Latency",
+        unit=MetricUnit.Milliseconds,
+        value=round((time.perf_counter() - started) * 1000, 3),
+    )
+    return response
+
+
+def explain(
+    name: str,
+    body: str | bytes | None,
+    request_id: str,
+    client: Callable[[], str | None] | None = None,
+) -> dict[str, Any]:
+    """Shapley explanations (`mlcycle.serving.explain`) of the predictions of the version
+    this client is routed to (the same routing as `predict`), each of the label that version
+    answers. The body and its 4xx are predict's.
+
+    Explanations are not captured: the capture is the record of the decisions served (what
+    monitoring and retraining read), and an explanation decides nothing; a failed explanation
+    does not count against a canary either (its predictions are what is judged)."""
+    started = time.perf_counter()
+    rt = runtime.get()
+    metrics = runtime.metrics
+    model = _route(name, request_id, client, count_failure=False)
+    _, batch = _inputs(model, body)
+    try:
+        explainer = rt.models.explainer(model)
+    except ServingError as error:
+        if error.status >= 500:  # not a version without a background (409): nothing broke
+            metrics.add_metric(name="ModelErrors", unit=MetricUnit.Count, value=1)
+        raise
+    try:
+        predictions = model.run(batch)
+        explanations = explainer.explain(batch.feeds, predictions)
+    except Exception:
+        metrics.add_metric(name="InferenceErrors", unit=MetricUnit.Count, value=1)
+        raise
+    methods = {e.method for e in explanations}
+    response: dict[str, Any] = {
+        "explanations": [e.to_json() for e in explanations],
+        "model_version": model.version,
+        "method": methods.pop() if len(methods) == 1 else "mixed",
+    }
+    if batch.unknown_categories or batch.ignored:
+        response["warnings"] = batch.warnings
+    metrics.add_metric(name="Explanations", unit=MetricUnit.Count, value=len(explanations))
+    metrics.add_metric(
+        name="ExplainLatency",
         unit=MetricUnit.Milliseconds,
         value=round((time.perf_counter() - started) * 1000, 3),
     )

@@ -78,3 +78,14 @@ class ModelUnavailableError(ServingError):
 
     status = 503
     error = "model unavailable"
+
+
+class NotExplainableError(ServingError):
+    """The served version has no background summary (registered before explanations): it
+    predicts, but cannot be explained. 409, not 5xx: nothing is broken and retrying will not
+    help; the model's state conflicts with the request until a version that has one (a new
+    training run) is released. Not 501 either: the server implements `:explain`, and answers
+    it for other versions."""
+
+    status = 409
+    error = "model not explainable"

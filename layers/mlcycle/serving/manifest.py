@@ -1,7 +1,8 @@
 """The serving manifest: everything the endpoint needs to know about a model, beside its ONNX file.
 
-Written by the training side when a model is exported (`model.onnx` + `manifest.json` under
-`models/dataset=<name>/version=<n>/`), read by the endpoint. Plain JSON, validated on load.
+Written by the training side when a model is exported (`model.onnx`, `background.json` and
+`manifest.json` under `models/dataset=<name>/version=<n>/`), read by the endpoint. Plain JSON,
+validated on load.
 """
 
 from __future__ import annotations
@@ -14,6 +15,9 @@ ServingTask = Literal["binary", "multiclass", "regression"]
 
 ONNX_FILE = "model.onnx"
 MANIFEST_FILE = "manifest.json"
+# the background summary explanations are measured against (mlcycle.serving.explain); a
+# version registered before explanations has none
+BACKGROUND_FILE = "background.json"
 
 
 @dataclass(frozen=True)

@@ -55,6 +55,9 @@ class LoadedModel:
     builder: InputBuilder
     sha256: str
     loaded_at: float = field(default_factory=time.time)
+    # `mlcycle.serving.explain.Explainer`, made by `ModelCache.explainer` on the first
+    # explanation asked of this version (predictions never load it)
+    explainer: Any = field(default=None, repr=False)
 
     @property
     def name(self) -> str:

@@ -9,26 +9,32 @@ version is loaded on the first request that needs it; versions no longer release
 
 Failures are cached for the same TTL: a corrupt artifact must not make every request
 re-download it, and an unknown name must not cost two DynamoDB reads per request.
+
+A version's background summary (`background.json`, for explanations) is read only when an
+explanation of that version is first asked for, and the explainer made from it is kept on the
+loaded model: predictions never pay for it.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, overload
 
 from mlcycle.lake_layout import version_prefix
 from mlcycle.serving.errors import (
     ModelNotFoundError,
     ModelUnavailableError,
     NoReleaseError,
+    NotExplainableError,
     ServingError,
 )
-from mlcycle.serving.manifest import MANIFEST_FILE, ONNX_FILE
+from mlcycle.serving.manifest import BACKGROUND_FILE, MANIFEST_FILE, ONNX_FILE
 from mlcycle.serving.model import LoadedModel, load_model, parse_manifest
 
 # A dataset name as the spec allows it; anything else cannot be in the registry.
@@ -64,6 +70,9 @@ class _Failure:
     at: float
 
 
+_NOT_EXPLAINABLE = object()  # LoadedModel.explainer of a version without a background
+
+
 class ModelCache:
     """Release pointers (cached `ttl` seconds) and loaded models, per container.
 
@@ -89,6 +98,7 @@ class ModelCache:
         self._pointers: dict[str, _Pointer] = {}
         self._models: dict[tuple[str, int], LoadedModel] = {}
         self._failures: dict[tuple[str, int], _Failure] = {}
+        self._explain_failures: dict[tuple[str, int], _Failure] = {}
         self._lock = threading.Lock()  # Lambda is single-threaded; the local server may not be
 
     @property
@@ -192,14 +202,75 @@ class ModelCache:
         self._models[(name, version)] = model
         return model
 
-    def _read(self, key: str, name: str, version: int) -> bytes:
+    # -- explanations -------------------------------------------------------------------------
+
+    def explainer(self, model: LoadedModel) -> Any:
+        """The `mlcycle.serving.explain.Explainer` of a loaded model, made on first use from
+        the version's background summary; raises `NotExplainableError` for a version without
+        one (registered before explanations), `ModelUnavailableError` for an unusable one."""
+        explainer = model.explainer
+        if explainer is None:
+            with self._lock:
+                if model.explainer is None:
+                    model.explainer = self._make_explainer(model)
+                explainer = model.explainer
+        if explainer is _NOT_EXPLAINABLE:
+            raise NotExplainableError(
+                f"version {model.version} of {model.name!r} has no background summary "
+                f"({BACKGROUND_FILE}); retrain to explain",
+                model=model.name,
+                version=model.version,
+            )
+        return explainer
+
+    def _make_explainer(self, model: LoadedModel) -> Any:
+        """The explainer, or `_NOT_EXPLAINABLE` (a version's files never change, so its missing
+        background is remembered); a failure to read or use it is cached for `ttl`."""
+        # imported here: the predict path never loads the explainer's module
+        from mlcycle.serving.explain import BackgroundError, Explainer
+
+        name, version = model.name, model.version
+        failure = self._explain_failures.get((name, version))
+        if failure is not None and self.clock() - failure.at < self.ttl:
+            raise failure.error
+        try:
+            data = self._read(
+                version_prefix(name, version) + BACKGROUND_FILE, name, version, optional=True
+            )
+            if data is None:
+                return _NOT_EXPLAINABLE
+            try:
+                explainer = Explainer.for_model(model, json.loads(data))
+            except (ValueError, TypeError, AttributeError, KeyError, BackgroundError) as error:
+                raise ModelUnavailableError(
+                    f"the background summary of {name!r} version {version} is unusable: {error}",
+                    model=name,
+                    version=version,
+                ) from None
+        except ModelUnavailableError as error:
+            self._explain_failures[(name, version)] = _Failure(error, self.clock())
+            raise
+        self._explain_failures.pop((name, version), None)
+        return explainer
+
+    @overload
+    def _read(self, key: str, name: str, version: int) -> bytes: ...
+
+    @overload
+    def _read(
+        self, key: str, name: str, version: int, *, optional: Literal[True]
+    ) -> bytes | None: ...
+
+    def _read(self, key: str, name: str, version: int, *, optional: bool = False) -> bytes | None:
+        """The object's bytes; `optional`: None when it does not exist."""
         try:
             body: bytes = self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()
         except Exception as error:
             code = getattr(error, "response", {}).get("Error", {}).get("Code", "")
-            reason = (
-                "is missing" if code in {"NoSuchKey", "404", "NotFound"} else f"unreadable: {error}"
-            )
+            missing = code in {"NoSuchKey", "404", "NotFound"}
+            if missing and optional:
+                return None
+            reason = "is missing" if missing else f"unreadable: {error}"
             raise ModelUnavailableError(
                 f"the artifact s3://{self.bucket}/{key} of {name!r} version {version} {reason}",
                 model=name,
