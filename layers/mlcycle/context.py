@@ -113,6 +113,8 @@ class EvaluateResult(_Model):
     manifest_uri: str  # its draft serving manifest (version 0 until registration)
     monitor_baseline_uri: str  # what the monitor compares live traffic with
     production_version: int | None = None
+    # what the winner relies on most: [{"name", "share"}], from explanations of the holdout
+    top_features: list[dict[str, Any]] = Field(default_factory=list)
     # the background summary explanations are measured against (None: a run from before them)
     background_uri: str | None = None
 

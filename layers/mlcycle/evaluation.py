@@ -19,6 +19,11 @@ from mlcycle.domain import evaluate as evaluation
 from mlcycle.domain.background import background_summary
 from mlcycle.domain.decision import ThresholdChoice
 from mlcycle.domain.evaluate import Predictions
+from mlcycle.domain.global_explanations import (
+    attribution_baseline,
+    global_explanations,
+    top_features,
+)
 from mlcycle.lake_layout import Zone, run_prefix
 from mlcycle.reports import render_evaluation
 from mlcycle.schema import ResolvedSchema
@@ -123,13 +128,18 @@ def evaluate_models(ctx: RunContext, lake: Lake, registry: Registry) -> Evaluate
         schema,
         holdout_predictions=winner_said.labels if schema.is_classification else winner_said.values,
     )
-    monitor_baseline_uri = lake.put_json(prefix + "monitor_baseline.json", monitor_baseline)
     # What the endpoint's explanations are measured against (`POST :explain`): a few weighted
-    # training rows, beside the ONNX graph they explain.
-    background_uri = lake.put_json(
-        prefix + BACKGROUND_FILE,
-        background_summary(train_rows, schema.features, rows=BACKGROUND_ROWS, seed=spec.seed),
+    # training rows, beside the ONNX graph they explain; the same explainer over the holdout
+    # says what the model relies on (the report, the registry, the monitor's reference).
+    background = background_summary(
+        train_rows, schema.features, rows=BACKGROUND_ROWS, seed=spec.seed
     )
+    background_uri = lake.put_json(prefix + BACKGROUND_FILE, background)
+    explained = global_explanations(
+        onnx_bytes, draft, background, holdout_rows, schema, seed=spec.seed
+    )
+    monitor_baseline["attribution"] = attribution_baseline(explained)
+    monitor_baseline_uri = lake.put_json(prefix + "monitor_baseline.json", monitor_baseline)
     report: dict[str, Any] = {
         "dataset": problem.dataset,
         "run_id": ctx.run_id,
@@ -156,6 +166,7 @@ def evaluate_models(ctx: RunContext, lake: Lake, registry: Registry) -> Evaluate
             threshold=threshold,
             seed=spec.seed,
         ),
+        "explanations": explained,
         "production": {
             "version": production_version,
             "metrics": production_metrics,
@@ -199,6 +210,7 @@ def evaluate_models(ctx: RunContext, lake: Lake, registry: Registry) -> Evaluate
         monitor_baseline_uri=monitor_baseline_uri,
         production_version=production_version,
         background_uri=background_uri,
+        top_features=top_features(explained),
     )
 
 

@@ -306,6 +306,7 @@ def register_model(
         "intervals": evaluated.intervals,
         "positive_class": schema.positive_class,
         "threshold": evaluated.threshold,
+        "top_features": evaluated.top_features,
         "primary_metric": required(ctx.metrics, "define_metrics").primary_metric,
         "gate": evaluated.gate.model_dump(),
         "run_id": ctx.run_id,
@@ -336,7 +337,12 @@ def register_model(
     # The serving artifact the endpoint loads: the ONNX graph and the background summary its
     # explanations use, then its manifest (written last, so a manifest never points at a
     # missing file).
-    served = replace(manifest, version=version, metrics=dict(evaluated.metrics))
+    served = replace(
+        manifest,
+        version=version,
+        metrics=dict(evaluated.metrics),
+        top_features=list(evaluated.top_features),
+    )
     prefix = version_prefix(problem.dataset, version)
     lake.put_bytes(prefix + ONNX_FILE, onnx_bytes, content_type="application/octet-stream")
     if evaluated.background_uri is not None:

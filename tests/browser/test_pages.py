@@ -27,7 +27,16 @@ pytestmark = pytest.mark.skipif(
     CHROMIUM is None, reason="chromium is not on the PATH (make browser)"
 )
 
-SECTIONS = ["verdict", "candidates", "decision", "errors", "importance", "production", "serving"]
+SECTIONS = [
+    "verdict",
+    "candidates",
+    "decision",
+    "errors",
+    "importance",
+    "explanations",
+    "production",
+    "serving",
+]
 KINDS = ["binary", "multiclass", "regression"]
 WIDTH, HEIGHT = 1200, 3000
 

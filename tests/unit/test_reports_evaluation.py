@@ -13,7 +13,16 @@ import pytest
 from mlcycle.reports import render_evaluation
 from tests.reports_fixtures import HOSTILE, evaluation_doc
 
-SECTIONS = ["verdict", "candidates", "decision", "errors", "importance", "production", "serving"]
+SECTIONS = [
+    "verdict",
+    "candidates",
+    "decision",
+    "errors",
+    "importance",
+    "explanations",
+    "production",
+    "serving",
+]
 KINDS = ["binary", "binary_imbalanced", "multiclass", "regression"]
 
 

@@ -134,6 +134,15 @@ def _document(
     }
 
 
+def request_rows(frame: pd.DataFrame, features: Mapping[str, ColumnType]) -> list[dict[str, Any]]:
+    """Rows of `frame` as the endpoint receives instances: one JSON-able dict per row."""
+    columns = {name: frame[name].tolist() for name in features}
+    return [
+        {name: _json_value(columns[name][i], kind) for name, kind in features.items()}
+        for i in range(len(frame))
+    ]
+
+
 def _json_value(value: Any, kind: ColumnType) -> Any:
     if value is None or (not isinstance(value, str) and pd.isna(value)):
         return None

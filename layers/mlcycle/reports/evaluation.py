@@ -15,6 +15,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from mlcycle.reports import figures as f
+from mlcycle.reports.explanations import explanations_context
 from mlcycle.reports.render import fmt, render
 
 Json = dict[str, Any]
@@ -39,6 +40,7 @@ def evaluation_context(doc: Json) -> Json:
         "decision_note": _decision_note(doc),
         "errors": _errors(doc),
         "importance": _importance(doc),
+        "explanations": explanations_context(doc),
         "production": _production(doc),
         "serving": _serving(doc),
     }

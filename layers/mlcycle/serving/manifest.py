@@ -60,6 +60,8 @@ class Manifest:
     metrics: dict[str, float] = field(default_factory=dict)
     parity: Parity | None = None
     excluded: list[str] = field(default_factory=list)  # columns the data had, not features
+    # what the model relies on most ({"name", "share"} of attribution on the holdout)
+    top_features: list[dict[str, Any]] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

@@ -123,6 +123,8 @@ class LoadedModel:
             info["positive_class"] = manifest.positive_class
         if manifest.threshold is not None:
             info["threshold"] = manifest.threshold
+        if manifest.top_features:
+            info["top_features"] = [dict(f) for f in manifest.top_features]
         if manifest.parity is not None:
             info["parity"] = {
                 "rows": manifest.parity.rows,
