@@ -1,32 +1,45 @@
 """Stage 9, monitoring: live traffic (or a given file) against the released model's baseline.
 
 For one dataset: read the window of captured predictions, compare it with the training
-baseline (`domain.monitor`), join late labels into a live metric, write the drift report
-(JSON and HTML) to the reports zone, and publish the numbers the alarms watch.
+baseline (`domain.monitor`), join late labels into a live metric, compare what the model
+relies on live with what it relied on in training (`live_attribution`), write the drift
+report (JSON and HTML) to the reports zone, and publish the numbers the alarms watch.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
 import pandas as pd
+from botocore.exceptions import ClientError
 
 from mlcycle.adapters.capture import captured_since, labels
 from mlcycle.adapters.lake import Lake
 from mlcycle.adapters.registry import Registry
 from mlcycle.domain import monitor
+from mlcycle.domain.attribution import attribution_drift, attribution_shares
+from mlcycle.domain.background import request_rows
 from mlcycle.domain.drift_report import render_drift_report
 from mlcycle.errors import MlcycleError
 from mlcycle.lake_index import publish_index
-from mlcycle.lake_layout import Zone
+from mlcycle.lake_layout import Zone, version_prefix
 from mlcycle.schema import ResolvedSchema
+from mlcycle.serving.errors import InvalidRequestError, ModelUnavailableError
+from mlcycle.serving.manifest import BACKGROUND_FILE, MANIFEST_FILE, ONNX_FILE, Manifest
 from mlcycle.spec import ColumnType, MonitoringLimits, Task
 
 NAMESPACE = "mlcycle"
 MAX_DIMENSION = 1024  # characters in a CloudWatch dimension value
+# Window rows explained for the live attribution (a seeded sample). Measured on one core
+# with the churn forest (200 trees, 11 features): 0.65 s for 200 rows against its one-row
+# background (exact, up to 2^11 coalitions a row), 3.5 s against an 8-row one (sampling).
+ATTRIBUTION_ROWS = 200
+ATTRIBUTION_CHUNK = 50  # rows per session.run: bounds the coalition arrays' memory
 
 
 class NothingToMonitorError(MlcycleError):
@@ -103,6 +116,7 @@ def monitor_dataset(
     now = now or datetime.now(UTC)
     predictions: Any = None
     joined: pd.DataFrame | None = None
+    instances: list[dict[str, Any]] | pd.DataFrame = current if current is not None else []
     if current is None:
         records = [
             r
@@ -111,6 +125,7 @@ def monitor_dataset(
         ]
         current = window_frame(records, schema)
         served = [r for r in records if r.get("status", "ok") == "ok" and r.get("instance")]
+        instances = [r["instance"] for r in served]
         predictions = np.asarray([_predicted(r) for r in served], dtype=object)
         truth = labels(lake, dataset)
         if len(truth) and served:
@@ -138,6 +153,11 @@ def monitor_dataset(
             primary,
             probabilities=probabilities if probability_columns else None,
         )
+    document["attribution"], note = live_attribution(
+        lake, dataset, int(entry["version"]), baseline, instances
+    )
+    if note:
+        document["attribution_note"] = note
     stamp = now.strftime("%Y%m%dT%H%M%SZ")
     prefix = f"{Zone.REPORTS.prefix}dataset={dataset}/monitor/{stamp}/"
     document["model_version"] = int(entry["version"])
@@ -151,6 +171,104 @@ def monitor_dataset(
     publish(cloudwatch, dataset, document, primary, now)
     publish_index(lake, registry)
     return document
+
+
+def live_attribution(
+    lake: Lake,
+    dataset: str,
+    version: int,
+    baseline: dict[str, Any],
+    instances: list[dict[str, Any]] | pd.DataFrame,
+    *,
+    rows: int = ATTRIBUTION_ROWS,
+    seed: int = 0,
+) -> tuple[dict[str, Any] | None, str | None]:
+    """What the served version relies on in the window against training: the shares of
+    attribution of a seeded sample of at most `rows` instances (as captured, or the rows of
+    a given frame in request form), explained by the endpoint's explainer against the
+    version's background, compared with the baseline's `attribution` (`attribution_drift`).
+
+    (None, why) when it cannot be measured: a baseline from before attributions, a version
+    without background summary, no instances, or served files that cannot be used (logged;
+    the drift report never fails for it)."""
+    reference = (baseline.get("attribution") or {}).get("shares")
+    if not reference:
+        return None, "no attribution baseline for this version"
+    n = len(instances)
+    if not n:
+        return None, "no live rows to explain"
+    prefix = version_prefix(dataset, version)
+    # imported here: only a monitor with an attribution baseline loads onnxruntime
+    from mlcycle.serving.explain import BackgroundError, Explainer
+    from mlcycle.serving.model import load_model
+
+    started = time.perf_counter()
+    try:
+        # read, not listed: the monitor may read the models zone but not list it
+        background = lake.get_json(lake.uri(prefix + BACKGROUND_FILE))
+    except ClientError as error:
+        # without list permission S3 answers a missing key with AccessDenied, not NoSuchKey
+        code = error.response.get("Error", {}).get("Code")
+        if code in {"NoSuchKey", "404", "NotFound", "AccessDenied"}:
+            return None, "the version has no background summary to explain against"
+        logging.getLogger(__name__).warning(
+            "no live attribution for %s v%s: %s", dataset, version, error
+        )
+        return None, f"the background summary of this version cannot be read: {code}"
+    try:
+        manifest = Manifest.from_json(lake.get_json(lake.uri(prefix + MANIFEST_FILE)))
+        model = load_model(manifest, lake.get_bytes(lake.uri(prefix + ONNX_FILE)), threads=1)
+        explainer = Explainer.for_model(model, background)
+    except (ModelUnavailableError, BackgroundError, ValueError, TypeError, KeyError) as error:
+        logging.getLogger(__name__).warning(
+            "no live attribution for %s v%s: %s", dataset, version, error
+        )
+        return None, f"the served files of this version cannot be explained: {error}"
+    chosen = np.arange(n)
+    if n > rows:
+        chosen = np.sort(np.random.default_rng(seed).choice(n, rows, replace=False))
+    if isinstance(instances, pd.DataFrame):
+        kinds = {f.name: ColumnType(f.kind) for f in manifest.features}
+        sample = request_rows(instances.iloc[chosen], kinds)
+    else:
+        sample = [instances[int(i)] for i in chosen]
+    contributions: list[dict[str, float]] = []
+    methods: set[str] = set()
+    for start in range(0, len(sample), ATTRIBUTION_CHUNK):
+        batch = _batch(model.builder, sample[start : start + ATTRIBUTION_CHUNK])
+        if batch is None:
+            continue
+        for explanation in explainer.explain(batch.feeds, model.run(batch)):
+            contributions.append(explanation.contributions)
+            methods.add(explanation.method)
+    if not contributions:
+        return None, "no live row could be explained"
+    result = {
+        "rows": len(contributions),
+        "window_rows": n,
+        "reference_rows": int((baseline["attribution"] or {}).get("rows") or 0),
+        "method": sorted(methods),
+        **attribution_drift(reference, attribution_shares(contributions)),
+        "seconds": round(time.perf_counter() - started, 3),
+    }
+    return result, None
+
+
+def _batch(builder: Any, instances: list[dict[str, Any]]) -> Any:
+    """The instances as graph inputs, leaving out any the input builder refuses (captured
+    ones were accepted, so normally none; a row of a given frame may be); None if none is
+    left."""
+    try:
+        return builder.build(instances)
+    except InvalidRequestError:
+        kept = []
+        for instance in instances:
+            try:
+                builder.build([instance])
+            except InvalidRequestError:
+                continue
+            kept.append(instance)
+        return builder.build(kept) if kept else None
 
 
 def dimension(name: str) -> str:

@@ -99,6 +99,19 @@ def test_drift_is_detected_retraining_starts_and_late_labels_become_a_live_metri
     assert drift["live"]["n_labels"] == 400
     assert 0.5 < drift["live"]["metrics"]["roc_auc"] <= 1.0
     assert (reports[-1] / "drift.html").read_text().count("<img") >= 3
+    # what the model relies on, live (a seeded 200 of the 400 captured requests) against the
+    # holdout's attribution the evaluation stage stored in the monitor baseline
+    attribution = drift["attribution"]
+    assert (attribution["rows"], attribution["window_rows"]) == (200, 400)
+    assert attribution["reference_rows"] > 0
+    for side in ("reference", "live"):
+        assert sum(f[side] for f in attribution["features"]) == pytest.approx(1.0)
+    assert attribution["top_live"]
+    assert attribution["top_reference"]
+    assert (
+        "What the model relies on, live against training"
+        in (reports[-1] / "drift.html").read_text()
+    )
 
 
 def _canary_with_traffic(

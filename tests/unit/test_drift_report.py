@@ -98,3 +98,35 @@ def html_escaped(text: str) -> str:
     import html
 
     return html.escape(text)
+
+
+def test_report_names_the_features_whose_share_of_attribution_moved(result_json: dict) -> None:
+    from mlcycle.domain.attribution import attribution_drift
+
+    attribution = {
+        "rows": 200,
+        "window_rows": 2000,
+        "reference_rows": 200,
+        "method": ["exact"],
+        **attribution_drift({"plan": 0.12, WEIRD: 0.88}, {"plan": 0.31, WEIRD: 0.69}),
+    }
+    page = render_drift_report({**result_json, "attribution": attribution}, title="t")
+    assert "What the model relies on, live against training" in page
+    assert "plan's share of attribution moved from 12.0% to 31.0%" in page
+    assert f"{html_escaped(WEIRD)}'s share of attribution moved from 88.0% to 69.0%" in page
+    assert "<b>&amp" not in page  # the weird name is escaped in the sentence and the table
+    assert page.count('<span class="badge bad">moved</span>') == 2
+    assert "200 of the window&#x27;s 2,000 rows (seeded)" in page
+
+    still = attribution_drift({"plan": 0.5, "x": 0.5}, {"plan": 0.55, "x": 0.45})
+    page = render_drift_report({**result_json, "attribution": still}, title="t")
+    assert "No feature's share of attribution moved by 10 points or more" in page
+
+
+def test_report_without_attribution_baseline_says_so(result_json: dict) -> None:
+    page = render_drift_report({**result_json, "attribution": None}, title="t")
+    assert "no attribution baseline for this version" in page
+    page = render_drift_report(result_json, title="t")  # a document from before attributions
+    assert "no attribution baseline for this version" in page
+    noted = {**result_json, "attribution": None, "attribution_note": "no live rows to explain"}
+    assert "no live rows to explain" in render_drift_report(noted, title="t")

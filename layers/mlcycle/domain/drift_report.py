@@ -25,12 +25,14 @@ from mlcycle.domain.explore import (
 
 Json = dict[str, Any]
 MAX_PLOTTED_BINS = 25  # categorical features: the largest bins, the rest summed as one bar
+MAX_ATTRIBUTION_ROWS = 20  # features in the attribution table (the moved ones always)
 
 _EXTRA_CSS = """
 .state{border-radius:6px;padding:10px 14px;margin:12px 0;font-weight:600}
 .state.alarm{background:#f9d0d0;color:#8a1c1c} .state.ok{background:#d7f0dc;color:#1d5e2c}
 .state.idle{background:#e8eaee;color:#444} .state ul{margin:6px 0 0;font-weight:400}
 tr.drifted td{background:#fff4e5}
+.state.moved{background:#fff4e5;color:#6b4300;font-weight:400}
 """
 
 
@@ -100,6 +102,9 @@ def render_drift_report(result_json: Json, *, title: str) -> str:
             note += f"; {live['reason']}"
         parts.append(f'<p class="muted">{e(note)}</p>')
 
+    parts.append("<h2>What the model relies on, live against training</h2>")
+    parts.append(_attribution_section(r.get("attribution"), r.get("attribution_note")))
+
     parts.append("<h2>Feature details</h2>")
     for i, f in enumerate(features):
         parts.append(_section(f"feat-{i}", f["name"], _feature_stats(f), f))
@@ -129,6 +134,58 @@ def _features_table(features: list[Json]) -> str:
         "<th>missing (training)</th><th>unknown</th><th></th></tr>"
     )
     return f"<table>{head}{''.join(rows)}</table>"
+
+
+def _attribution_section(a: Json | None, note: str | None) -> str:
+    """The shares of attribution, training against live: a sentence naming the features
+    whose share moved, and a table (the most relied-on live first, the moved ones marked)."""
+    e = html.escape
+    if not a:
+        return f'<p class="muted">{e(note or "no attribution baseline for this version")}</p>'
+    by_name = {f["name"]: f for f in a["features"]}
+    moved = [by_name[name] for name in a["moved"] if name in by_name]
+    limit = f"{100 * float(a.get('min_change') or 0.0):.3g} points"  # 0.1 -> "10 points"
+    if moved:
+        said = "; ".join(
+            f"{e(f['name'])}'s share of attribution moved from "
+            f"{_pct(f['reference'])} to {_pct(f['live'])}"
+            for f in moved
+        )
+        sentence = f'<div class="state moved">{said}.</div>'
+    else:
+        sentence = (
+            f"<p>No feature's share of attribution moved by {e(limit)} or more "
+            "between training and the window.</p>"
+        )
+    shown = a["features"][:MAX_ATTRIBUTION_ROWS]
+    shown += [f for f in moved if f not in shown]
+    rows = []
+    for f in shown:
+        badge = '<span class="badge bad">moved</span>' if f["moved"] else ""
+        rows.append(
+            f'<tr class="{"drifted" if f["moved"] else ""}"><td>{e(f["name"])}</td>'
+            f"<td class=n>{_pct(f['reference'])}</td><td class=n>{_pct(f['live'])}</td>"
+            f"<td class=n>{_pct(f['change'])}</td><td>{badge}</td></tr>"
+        )
+    head = (
+        "<tr><th>feature</th><th>training share</th><th>live share</th><th>change</th>"
+        "<th></th></tr>"
+    )
+    more = len(a["features"]) - len(shown)
+    rest = f" ({more} more features with smaller shares not listed)" if more > 0 else ""
+    explained = f"{a.get('rows', 0):,} window rows"
+    if a.get("window_rows") and a["window_rows"] != a.get("rows"):
+        explained = f"{a.get('rows', 0):,} of the window's {a['window_rows']:,} rows (seeded)"
+    caption = (
+        f"A feature's share of attribution: its mean absolute Shapley contribution over the "
+        f"rows divided by the sum over the features; live over {explained}, training over "
+        f"{a.get('reference_rows', 0):,} holdout rows, both against the version's background. "
+        f"A feature moved when its share changed by {limit} or more{rest}."
+    )
+    return (
+        f"{sentence}<table style='width:auto'>{head}{''.join(rows)}</table>"
+        f'<p class="muted">{e(caption)}</p>'
+    )
 
 
 def _feature_stats(f: Json) -> list[tuple[str, str]]:
