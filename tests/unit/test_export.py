@@ -17,7 +17,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from threadpoolctl import threadpool_limits
 
-from mlcycle.domain import export
+from mlcycle.domain import export, onnx_converters
 from mlcycle.domain.evaluate import serving_pipeline
 from mlcycle.domain.export import (
     PROBABILITY_TOLERANCE,
@@ -218,7 +218,7 @@ def test_date_parts_in_onnx_match_pandas():
     dates = pd.DataFrame({"d": pd.Timestamp("1970-01-01") + pd.to_timedelta(seconds, "s")})
     dates.loc[::50, "d"] = pd.NaT
     parts = DateParts().fit(dates)
-    export._register_converters()
+    onnx_converters.register_converters()
     graph = to_onnx(parts, initial_types=[("d", FloatTensorType([None, 1]))], target_opset=21)
     days = ((dates["d"] - pd.Timestamp("1970-01-01")) / pd.Timedelta(days=1)).to_numpy()
     got = run_onnx(graph.SerializeToString(), {"d": days.astype(np.float32).reshape(-1, 1)})
@@ -291,11 +291,11 @@ def test_the_manifest_names_the_graph_outputs_and_round_trips(task):
 def test_the_skl2onnx_patches_apply_once():
     import skl2onnx.common.tree_ensemble as tree_ensemble
 
-    export._register_converters.cache_clear()
-    export._register_converters()
+    onnx_converters.register_converters.cache_clear()
+    onnx_converters.register_converters()
     patched = tree_ensemble.add_node
-    export._register_converters.cache_clear()
-    export._register_converters()
+    onnx_converters.register_converters.cache_clear()
+    onnx_converters.register_converters()
     assert tree_ensemble.add_node is patched
     assert patched.__wrapped__.__module__ == "skl2onnx.common.tree_ensemble"
 
