@@ -41,7 +41,7 @@ def test_binary_churn_matches_a_careful_scikit_learn_baseline(tmp_path: Path) ->
     outcome = run_local(
         EXAMPLES / "customer-churn.csv",
         spec_file=EXAMPLES / "customer-churn.yaml",
-        trials=2,  # a real search, shorter than the demo's
+        trials=1,  # the defaults: tests/e2e/test_decisions.py runs a search end to end
         out_dir=tmp_path,
     )
     _assert_succeeded(outcome)

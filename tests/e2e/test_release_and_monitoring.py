@@ -32,8 +32,13 @@ DATASET = "customer-churn"
 
 def _churn_run(out: Path, tmp_path: Path, **spec_changes: object) -> RunOutcome:
     spec = yaml.safe_load((EXAMPLES / "customer-churn.yaml").read_text())
-    # one trial per candidate: these tests are about releases, not the search
-    spec.update(release={"bake_seconds": 1, "max_waits": 1}, search={"trials": 1}, **spec_changes)
+    # one candidate, one trial: these tests are about releases, not the search
+    spec.update(
+        release={"bake_seconds": 1, "max_waits": 1},
+        candidates=["linear"],
+        search={"trials": 1},
+        **spec_changes,
+    )
     spec_file = tmp_path / f"spec-{len(list(tmp_path.glob('spec-*')))}.yaml"
     spec_file.write_text(yaml.safe_dump(spec))
     data = tmp_path / "customer-churn.csv"
@@ -129,7 +134,8 @@ def _canary_with_traffic(
         "min_requests": 20,
         "max_latency_ratio": 50,  # a shared test machine's latency is no evidence
     }
-    spec["search"] = {"trials": 1}  # as v1 was trained: the same rows make the same model
+    # as v1 was trained: the same rows make the same model
+    spec.update(candidates=["linear"], search={"trials": 1})
     with local_aws(out) as aws:
         s3 = aws.session.client("s3")
         bucket = aws.deployment.lake_bucket
