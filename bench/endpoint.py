@@ -262,9 +262,16 @@ def warm(
         bare = statistics.median(results["session.run (1 threads)"][n])
         sk = statistics.median(results["sklearn DataFrame"][n])
         print(
-            f"  n={n:<3} handler / session.run = {handler / bare:5.2f}x (target <= 3)   "
+            f"  n={n:<3} handler / session.run = {handler / bare:5.2f}x   "
             f"sklearn / handler = {sk / handler:6.1f}x (target >= 50)"
         )
+    # The targets as restated after 3x of session.run proved ill-posed for a 27 us model.
+    handler = statistics.median(results["handler"][1])
+    floor_p50 = statistics.median(results["floor: validate+run+answer"][1])
+    print(
+        f"  n=1   handler p50 {handler:.3f} ms (target <= 0.25); handler / floor = "
+        f"{handler / floor_p50:.2f}x (target <= 2.5)"
+    )
     bare = statistics.median(results["session.run (1 threads)"][1])
     least = statistics.median(results["floor: validate+run+answer"][1]) / bare
     print(
@@ -429,7 +436,7 @@ def cold(
     without_sdk = statistics.median(v["without sdk"] for v in measured["endpoint"])
     sklearn = total["sklearn"]
     print(
-        f"  endpoint / sklearn = {total['endpoint'] / sklearn:.2f} (target <= 0.25)\n"
+        f"  endpoint / sklearn = {total['endpoint'] / sklearn:.2f} (target <= 0.5)\n"
         f"  endpoint without the AWS SDK's import and clients ({without_sdk:.3f} s) / sklearn = "
         f"{without_sdk / sklearn:.2f}: both sides reading local files\n"
         f"  floor (numpy, onnxruntime, load, answer: {total['floor']:.3f} s) / sklearn = "
