@@ -33,6 +33,18 @@ HOSTILE = [
     "a name with   spaces",
 ]
 
+# The evaluation page's sections, in page order (their ids).
+SECTIONS = [
+    "verdict",
+    "candidates",
+    "decision",
+    "errors",
+    "importance",
+    "explanations",
+    "production",
+    "serving",
+]
+
 
 def _bootstrap(y: np.ndarray, pred: Any, score: Any) -> Json:
     rng = np.random.default_rng(SEED)

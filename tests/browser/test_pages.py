@@ -20,23 +20,13 @@ import pytest
 from matplotlib import image
 
 from mlcycle.reports import build_listing, render_evaluation, render_index
-from tests.reports_fixtures import evaluation_doc
+from tests.reports_fixtures import SECTIONS, evaluation_doc
 
 CHROMIUM = shutil.which("chromium")
 pytestmark = pytest.mark.skipif(
     CHROMIUM is None, reason="chromium is not on the PATH (make browser)"
 )
 
-SECTIONS = [
-    "verdict",
-    "candidates",
-    "decision",
-    "errors",
-    "importance",
-    "explanations",
-    "production",
-    "serving",
-]
 KINDS = ["binary", "multiclass", "regression"]
 WIDTH, HEIGHT = 1200, 3000
 

@@ -11,18 +11,8 @@ from html.parser import HTMLParser
 import pytest
 
 from mlcycle.reports import render_evaluation
-from tests.reports_fixtures import HOSTILE, evaluation_doc
+from tests.reports_fixtures import HOSTILE, SECTIONS, evaluation_doc
 
-SECTIONS = [
-    "verdict",
-    "candidates",
-    "decision",
-    "errors",
-    "importance",
-    "explanations",
-    "production",
-    "serving",
-]
 KINDS = ["binary", "binary_imbalanced", "multiclass", "regression"]
 
 

@@ -20,24 +20,13 @@ import numpy as np
 from scipy import sparse
 
 from mlcycle.errors import GateError
-from mlcycle.spec import Task
+from mlcycle.spec import METRICS, Task
 
 TASK_METRICS: dict[Task, tuple[str, ...]] = {
-    Task.BINARY: (
-        "accuracy",
-        "balanced_accuracy",
-        "f1",
-        "precision",
-        "recall",
-        "roc_auc",
-        "pr_auc",
-        "brier",
-        "log_loss",
-    ),
-    Task.MULTICLASS: ("accuracy", "balanced_accuracy", "f1", "roc_auc", "log_loss"),
-    Task.REGRESSION: ("rmse", "mae", "r2"),
+    task: tuple(name for name, (tasks, _) in METRICS.items() if task in tasks)
+    for task in (Task.BINARY, Task.MULTICLASS, Task.REGRESSION)
 }
-SMALLER_IS_BETTER = frozenset({"log_loss", "brier", "rmse", "mae"})
+SMALLER_IS_BETTER = frozenset(name for name, (_, larger) in METRICS.items() if not larger)
 
 # Rows x replicates per chunk: bounds each (chunk, n) float64 work array to 8 MB, so the
 # peak stays at a few tens of MB whatever the holdout size.
