@@ -43,7 +43,7 @@ def test_defaults_as_documented():
     assert spec.decision.costs is None
     assert spec.decision.min_precision is None
     assert spec.decision.min_recall is None
-    assert spec.search == SearchPolicy(trials=6, budget_seconds=300, cv_folds=3, max_rows=50_000)
+    assert spec.search == SearchPolicy(trials=4, budget_seconds=300, cv_folds=3, max_rows=50_000)
     assert spec.gate == GatePolicy(min_improvement=0.0, confidence=None)
     assert spec.positive_class is None
 
