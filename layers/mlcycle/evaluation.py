@@ -74,8 +74,8 @@ def evaluate_models(ctx: RunContext, lake: Lake, registry: Registry) -> Evaluate
             primary.primary_metric,
             schema.task,
             y_holdout.to_numpy(),
-            _scores(said[winner]),
-            _scores(production_said),
+            said[winner],
+            production_said,
             classes=schema.classes,
             positive_class=schema.positive_class,
             min_improvement=spec.gate.min_improvement,
@@ -214,10 +214,6 @@ def evaluate_models(ctx: RunContext, lake: Lake, registry: Registry) -> Evaluate
     )
 
 
-def _scores(predictions: Predictions) -> bootstrap.Scores:
-    return bootstrap.Scores(predictions.labels, predictions.probabilities, predictions.values)
-
-
 def _intervals(
     predictions: Predictions, y: pd.Series, schema: ResolvedSchema, spec: ProblemSpec
 ) -> dict[str, bootstrap.Interval]:
@@ -226,7 +222,7 @@ def _intervals(
     return bootstrap.metric_intervals(
         schema.task,
         y.to_numpy(),
-        _scores(predictions),
+        predictions,
         classes=schema.classes,
         positive_class=schema.positive_class,
         metrics=[name for name, (tasks, _) in METRICS.items() if schema.task in tasks],

@@ -6,7 +6,7 @@ import math
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -27,14 +27,15 @@ from sklearn.metrics import (
 )
 from sklearn.pipeline import Pipeline
 
+# What one model said about some rows (labels at the decision threshold for binary,
+# probabilities in the schema's class order, or regression values): what the bootstrap scores.
+from mlcycle.domain.bootstrap import Comparison
+from mlcycle.domain.bootstrap import Scores as Predictions
 from mlcycle.domain.decision import ThresholdChoice, constraint_text
 from mlcycle.domain.features import model_input
 from mlcycle.errors import GateError
 from mlcycle.schema import ResolvedSchema
 from mlcycle.spec import METRICS, Algorithm, DecisionPolicy, GatePolicy, Task
-
-if TYPE_CHECKING:
-    from mlcycle.domain.bootstrap import Comparison
 
 
 @dataclass
@@ -115,16 +116,6 @@ def _binary_auc(is_positive: np.ndarray, scores: np.ndarray) -> float | None:
     if is_positive.all() or not is_positive.any():
         return None
     return float(roc_auc_score(is_positive, scores))
-
-
-@dataclass(frozen=True)
-class Predictions:
-    """What one model said about some rows: labels (at the decision threshold for binary)
-    and probabilities in the schema's class order, or regression values."""
-
-    labels: np.ndarray | None
-    probabilities: np.ndarray | None
-    values: np.ndarray | None = None
 
 
 def predict(
