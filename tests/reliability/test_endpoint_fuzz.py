@@ -11,6 +11,7 @@ import contextlib
 import io
 import json
 import math
+from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -293,6 +294,19 @@ def _check(request: dict[str, Any], status: int, body: dict[str, Any], session: 
         assert body.get("message") or body.get("problems"), body
 
 
+@contextlib.contextmanager
+def _serving(onnx: bytes, manifest: Any) -> Iterator[None]:
+    """The toy model published and released in moto, the endpoint's runtime fresh around it."""
+    with mock_aws():
+        create_resources()
+        publish(onnx, manifest)
+        runtime.reset()
+        try:
+            yield
+        finally:
+            runtime.reset()
+
+
 @pytest.mark.slow  # ~25 s
 def test_thousands_of_generated_requests(monkeypatch: Any) -> None:
     onnx, manifest = export_toy_model("binary")
@@ -318,14 +332,8 @@ def test_thousands_of_generated_requests(monkeypatch: Any) -> None:
         statuses[status] = statuses.get(status, 0) + 1
         _check(request, status, body, session)
 
-    with mock_aws():
-        create_resources()
-        publish(onnx, manifest)
-        runtime.reset()
-        try:
-            property()
-        finally:
-            runtime.reset()
+    with _serving(onnx, manifest):
+        property()
     assert sum(seen.values()) >= EXAMPLES
     assert min(seen.values()) >= 50, seen  # every kind of request was really sent
     assert statuses[200] >= EXAMPLES // 5, statuses
@@ -339,16 +347,10 @@ def test_a_base64_body_that_is_not_utf8_is_a_400(monkeypatch: Any) -> None:
     onnx, manifest = export_toy_model("binary")
     monkeypatch.setenv("REGISTRY_TABLE", TABLE)
     monkeypatch.setenv("LAKE_BUCKET", BUCKET)
-    with mock_aws():
-        create_resources()
-        publish(onnx, manifest)
-        runtime.reset()
-        try:
-            request = {"kind": "binary", "method": "POST", "path": PREDICT, "binary": b"\x80\xff"}
-            with contextlib.redirect_stdout(io.StringIO()):
-                status, body = call(_event(request))
-        finally:
-            runtime.reset()
+    with _serving(onnx, manifest):
+        request = {"kind": "binary", "method": "POST", "path": PREDICT, "binary": b"\x80\xff"}
+        with contextlib.redirect_stdout(io.StringIO()):
+            status, body = call(_event(request))
     assert status == 400, body
     assert body["problems"][0]["field"] is None
 
@@ -412,12 +414,6 @@ def test_bodies_wrong_by_structure_get_a_4xx_naming_the_problem(monkeypatch: Any
         assert 400 <= status < 500, (data[:200], status, body)
         assert body["problems"][0]["problem"], body
 
-    with mock_aws():
-        create_resources()
-        publish(onnx, manifest)
-        runtime.reset()
-        try:
-            property()
-        finally:
-            runtime.reset()
+    with _serving(onnx, manifest):
+        property()
     assert set(statuses) <= {400, 413}, statuses
