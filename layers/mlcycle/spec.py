@@ -84,6 +84,66 @@ class ReleasePolicy(BaseModel):
     max_error_rate_increase: float = Field(0.01, ge=0, le=1)
     max_latency_ratio: float = Field(1.5, gt=1)
     max_prediction_psi: float = Field(0.2, gt=0)
+    approval: Literal["none", "required"] = Field(
+        "none", description="required: a person approves a model that passed its gate first"
+    )
+    approval_timeout_hours: float = Field(
+        72, gt=0, le=24 * 30, description="an approval not given in time is a rejection"
+    )
+
+
+class FairnessPolicy(BaseModel):
+    """Which columns describe groups of people, and how unequal the model may treat them."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    sensitive_features: list[str] = Field(min_length=1)
+    # The group every other is compared with (Clarify's facet "a"); default: the largest.
+    reference_groups: dict[str, str] = Field(default_factory=dict)
+    # Bin edges for a numeric sensitive feature (age: [25, 45, 65]); default: its quartiles.
+    bins: dict[str, list[float]] = Field(default_factory=dict)
+    exclude_from_features: bool = Field(
+        True, description="keep sensitive features out of the model's inputs (always evaluated)"
+    )
+    min_group_size: int = Field(
+        30, ge=1, description="smaller groups are reported, never gated on"
+    )
+    min_disparate_impact: float | None = Field(0.8, gt=0, le=1)
+    max_equal_opportunity_difference: float | None = Field(0.1, ge=0, le=1)
+    max_accuracy_difference: float | None = Field(None, ge=0, le=1)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> FairnessPolicy:
+        if len(set(self.sensitive_features)) != len(self.sensitive_features):
+            raise ValueError("fairness.sensitive_features: a column is listed twice")
+        for field, names in (("reference_groups", self.reference_groups), ("bins", self.bins)):
+            unknown = sorted(set(names) - set(self.sensitive_features))
+            if unknown:
+                raise ValueError(
+                    f"fairness.{field}: {unknown} are not among the sensitive_features"
+                )
+        for name, edges in self.bins.items():
+            if not edges or sorted(set(edges)) != list(edges):
+                raise ValueError(f"fairness.bins.{name}: edges must be increasing, e.g. [25, 45]")
+        return self
+
+
+class ModelCardInfo(BaseModel):
+    """What only people know about a model, for its model card (the run fills in the rest)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    owner: str | None = None
+    description: str | None = None
+    business_problem: str | None = None
+    stakeholders: str | None = None
+    purpose: str | None = None
+    intended_uses: list[str] = Field(default_factory=list)
+    out_of_scope_uses: list[str] = Field(default_factory=list)
+    risk_rating: Literal["low", "medium", "high", "unknown"] = "unknown"
+    risk_rating_reason: str | None = None
+    ethical_considerations: str | None = None
+    caveats: str | None = None
 
 
 class Objective(StrEnum):
@@ -185,6 +245,8 @@ class ProblemSpec(BaseModel):
     gate: GatePolicy = Field(default_factory=GatePolicy)
     monitoring: MonitoringLimits = Field(default_factory=MonitoringLimits)
     release: ReleasePolicy = Field(default_factory=ReleasePolicy)
+    fairness: FairnessPolicy | None = None
+    card: ModelCardInfo = Field(default_factory=ModelCardInfo)
 
     @model_validator(mode="after")
     def _consistent(self) -> ProblemSpec:
@@ -195,6 +257,10 @@ class ProblemSpec(BaseModel):
                 raise ValueError(f"features: the target {self.target!r} cannot be a feature")
             if len(set(self.features)) != len(self.features):
                 raise ValueError("features: a column is listed twice")
+        if self.fairness is not None and self.target in self.fairness.sensitive_features:
+            raise ValueError(
+                f"fairness.sensitive_features: the target {self.target!r} cannot be one"
+            )
         if self.target in self.column_types:
             raise ValueError(f"column_types: the target {self.target!r} is typed by the task")
         if self.primary_metric is not None:
