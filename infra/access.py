@@ -14,6 +14,7 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from constructs import Construct, IConstruct
 
+from mlcycle.adapters.registry import AUDIT_PREFIX
 from mlcycle.lake_layout import Zone
 
 TableAccess = Literal["none", "read", "write"]
@@ -83,6 +84,19 @@ def function_role(
             *(["dynamodb:Scan"] if access.scans_table else []),
         ]
         role.add_to_policy(iam.PolicyStatement(actions=actions, resources=[table.table_arn]))
+        if access.table == "write":
+            # The audit trail is append-only: records are put once (conditionally), and no
+            # role may change one afterwards.
+            role.add_to_policy(
+                iam.PolicyStatement(
+                    effect=iam.Effect.DENY,
+                    actions=["dynamodb:UpdateItem", "dynamodb:DeleteItem"],
+                    resources=[table.table_arn],
+                    conditions={
+                        "ForAnyValue:StringLike": {"dynamodb:LeadingKeys": [f"{AUDIT_PREFIX}*"]}
+                    },
+                )
+            )
         role.add_to_policy(
             iam.PolicyStatement(
                 actions=["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey", "kms:DescribeKey"],

@@ -32,6 +32,7 @@ def _default_sizing() -> dict[str, FunctionSizing]:
         "train_model": _HEAVY,
         "evaluate_models": _HEAVY,
         "register_model": _LIGHT,
+        "request_approval": _LIGHT,
         "release_model": _LIGHT,
         "judge_canary": _MEDIUM,
         "record_failure": _LIGHT,
@@ -63,6 +64,7 @@ class MlcycleConfig:
     endpoint_api_keys: bool = False  # IAM authorization always; API keys as an option
     endpoint_p99_latency_ms: int = 500  # alarm above this (API Gateway latency, p99 over 5 min)
     alarm_email: str | None = None  # subscribed to the notifications topic when set
+    approval_email: str | None = None  # subscribed to the approval requests topic when set
     monitor_every_hours: int = 1
     # Datasets whose drift and quality alarms the stack holds, thresholds read from their
     # spec files (project-relative paths) at synth.

@@ -11,6 +11,8 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_destinations as destinations
 from aws_cdk import aws_logs as logs
+from aws_cdk import aws_sns as sns
+from aws_cdk import aws_sns_subscriptions as subscriptions
 from aws_cdk import aws_sqs as sqs
 from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
@@ -18,6 +20,7 @@ from constructs import Construct
 
 from infra.access import Access, acknowledge, acknowledge_tracing
 from infra.stage_functions import StageFunctions
+from mlcycle.context import RESUME_KEY
 from mlcycle.lake_layout import Zone
 
 # (handler folder, state name, result path) in lifecycle order; training is the Map between.
@@ -32,9 +35,14 @@ STAGES_BEFORE_TRAINING = [
 STAGES_AFTER_TRAINING = [
     ("evaluate_models", "Evaluate models", "$.evaluate"),
     ("register_model", "Register model", "$.registration"),
-    ("release_model", "Release model", "$.release"),
 ]
-# Then the canary loop: bake, judge (promote, roll back, or bake again), until done.
+# Then, when the spec asks, the wait for a person's approval; then the release, and the
+# canary loop: bake, judge (promote, roll back, or bake again), until done.
+APPROVAL_STATE = "Wait for approval"
+# A run restarted at the approval (`{RESUME_KEY: true, ...the run context}`) is how a local run
+# waiting for approval continues in a later process, whose moto holds no execution.
+# The longest run the spec allows: a 30-day approval, 48 one-day canary bakes, the stages.
+RUN_TIMEOUT = Duration.days(80)
 
 # Lambda's own transient faults; domain errors (BadInputError, ...) are never retried.
 TRANSIENT_ERRORS = [
@@ -67,6 +75,7 @@ ACCESS: dict[str, Access] = {
     ),
     "register_model": Access(reads=(Zone.RUNS, Zone.MODELS), writes=(Zone.MODELS,), table="write"),
     # The stages that end a run rewrite the lake's index page (reports/index.html).
+    "request_approval": Access(writes=(Zone.RUNS,), table="write"),
     "release_model": Access(
         reads=(Zone.RUNS, Zone.REPORTS),
         writes=(Zone.REPORTS,),
@@ -102,6 +111,7 @@ class Pipeline(Construct):
         functions: StageFunctions,
         landing_prefix: str,
         max_training_concurrency: int,
+        approval_email: str | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
         self._factory = functions
@@ -110,6 +120,12 @@ class Pipeline(Construct):
         self._removal_policy = functions.removal_policy
         bucket = functions.bucket
         self.functions: dict[str, lambda_.DockerImageFunction] = {}
+        # Reviewers subscribe here: each message names a model waiting for approval.
+        self.approvals = sns.Topic(
+            self, "ApprovalRequests", master_key=functions.key, enforce_ssl=True
+        )
+        if approval_email:
+            self.approvals.add_subscription(subscriptions.EmailSubscription(approval_email))
 
         self.state_machine = self._state_machine(max_training_concurrency)
         self.start_run = self._function("start_run")
@@ -232,6 +248,15 @@ class Pipeline(Construct):
             task = self._task(name, state, result_path)
             guarded(task, name)
             chain.append(task)
+        release = self._task("release_model", "Release model", "$.release")
+        guarded(release, "release_model")
+        wait = self._approval_task(then=release)
+        guarded(wait, "request_approval")
+        needs_approval = (
+            sfn.Choice(self, "Approval required?")
+            .when(sfn.Condition.string_equals("$.registration.approval", "required"), wait)
+            .otherwise(release)
+        )
 
         succeeded = sfn.Succeed(self, "Run succeeded")
         judge = self._task("judge_canary", "Judge canary", "$.release")
@@ -246,10 +271,15 @@ class Pipeline(Construct):
         )
         judge.next(in_canary)
 
-        definition: sfn.IChainable = chain[0]
         for current, following in itertools.pairwise(chain):
             current.next(following)
-        chain[-1].next(in_canary)
+        chain[-1].next(needs_approval)
+        release.next(in_canary)
+        definition = (
+            sfn.Choice(self, "Resume at approval?")
+            .when(sfn.Condition.is_present(f"$.{RESUME_KEY}"), wait)
+            .otherwise(chain[0])
+        )
 
         machine = sfn.StateMachine(
             self,
@@ -257,7 +287,7 @@ class Pipeline(Construct):
             definition_body=sfn.DefinitionBody.from_chainable(definition),
             state_machine_type=sfn.StateMachineType.STANDARD,
             tracing_enabled=True,
-            timeout=Duration.hours(2),
+            timeout=RUN_TIMEOUT,
             logs=sfn.LogOptions(
                 destination=logs.LogGroup(
                     self,
@@ -281,8 +311,47 @@ class Pipeline(Construct):
         acknowledge_tracing(machine.role)
         return machine
 
+    def _approval_task(self, *, then: sfn.IChainable) -> tasks.LambdaInvoke:
+        """Record the request, notify the reviewers, and wait for `mlcycle approve` or
+        `reject` (SendTaskSuccess with the decision); no answer in time is a rejection."""
+        function = self._function("request_approval")
+        function.add_environment("APPROVAL_TOPIC_ARN", self.approvals.topic_arn)
+        # grant_publish would add kms:GenerateDataKey*: these are the two actions SNS needs.
+        function.add_to_role_policy(
+            iam.PolicyStatement(actions=["sns:Publish"], resources=[self.approvals.topic_arn])
+        )
+        function.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=["kms:GenerateDataKey", "kms:Decrypt"], resources=[self._key.key_arn]
+            )
+        )
+        wait = tasks.LambdaInvoke(
+            self,
+            APPROVAL_STATE,
+            lambda_function=function,
+            integration_pattern=sfn.IntegrationPattern.WAIT_FOR_TASK_TOKEN,
+            payload=sfn.TaskInput.from_object(
+                {"token": sfn.JsonPath.task_token, "run": sfn.JsonPath.entire_payload}
+            ),
+            result_path="$.approval",
+            task_timeout=sfn.Timeout.at("$.registration.approval_timeout_seconds"),
+            retry_on_service_exceptions=False,
+        )
+        # Only Lambda's own faults are retried: a timeout is the reviewers' answer.
+        _add_retries(wait, retry_timeouts=False)
+        timed_out = sfn.Pass(
+            self,
+            "Approval timed out",
+            result=sfn.Result.from_object({"decision": "timed_out", "actor": "step functions"}),
+            result_path="$.approval",
+        )
+        wait.add_catch(timed_out, errors=["States.Timeout"], result_path="$.approval_error")
+        wait.next(then)
+        timed_out.next(then)
+        return wait
 
-def _add_retries(task: tasks.LambdaInvoke) -> None:
+
+def _add_retries(task: tasks.LambdaInvoke, *, retry_timeouts: bool = True) -> None:
     task.add_retry(
         errors=TRANSIENT_ERRORS,
         interval=Duration.seconds(2),
@@ -290,7 +359,8 @@ def _add_retries(task: tasks.LambdaInvoke) -> None:
         backoff_rate=2,
         jitter_strategy=sfn.JitterType.FULL,
     )
-    task.add_retry(errors=TIMEOUT_ERRORS, interval=Duration.seconds(5), max_attempts=1)
+    if retry_timeouts:
+        task.add_retry(errors=TIMEOUT_ERRORS, interval=Duration.seconds(5), max_attempts=1)
 
 
 def _logical_id(construct: Construct) -> str:

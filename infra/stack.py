@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_cdk import ArnFormat, Duration, Stack
+from aws_cdk import ArnFormat, CfnOutput, Duration, Stack
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from constructs import Construct
@@ -17,6 +17,7 @@ from infra.monitoring import Monitoring
 from infra.pipeline import Pipeline
 from infra.registry import Registry
 from infra.stage_functions import StageFunctions
+from mlcycle.deployed import REGISTRY_TABLE_OUTPUT
 
 
 class MlcycleStack(Stack):
@@ -100,6 +101,7 @@ class MlcycleStack(Stack):
             functions=self.functions,
             landing_prefix=config.landing_prefix,
             max_training_concurrency=config.max_training_concurrency,
+            approval_email=config.approval_email,
         )
         self.endpoint = Endpoint(
             self,
@@ -115,6 +117,8 @@ class MlcycleStack(Stack):
             log_retention=config.log_retention,
             removal_policy=config.removal_policy,
         )
+        # What `mlcycle approve|reject|history --stack NAME` looks up with the caller's role.
+        CfnOutput(self, REGISTRY_TABLE_OUTPUT, value=self.registry.table.table_name)
         self.monitoring = Monitoring(
             self,
             "Monitoring",

@@ -10,9 +10,15 @@ from rich.console import Console
 from rich.table import Table
 
 from mlcycle.local.commands import OPERATIONS
-from mlcycle.local.runner import RunOutcome, StageOutcome, run_local
+from mlcycle.local.runner import WAITING, RunOutcome, StageOutcome, run_local
 
-_MARK = {"SUCCEEDED": "[green]✓[/]", "FAILED": "[red]✗[/]", "NOT_RUN": "[dim]·[/]"}
+_MARK = {
+    "SUCCEEDED": "[green]✓[/]",
+    "FAILED": "[red]✗[/]",
+    "NOT_RUN": "[dim]·[/]",
+    "WAITING": "[yellow]…[/]",
+}
+EXIT_WAITING = 3  # `mlcycle run`: the model waits for a person's approval
 
 
 def _from_option(parser: argparse.ArgumentParser) -> None:
@@ -47,6 +53,11 @@ def _parser() -> argparse.ArgumentParser:
         "--trials",
         type=int,
         help="hyperparameter trials per candidate (default: the spec's search; 1: defaults only)",
+    )
+    run.add_argument(
+        "--approve",
+        action="store_true",
+        help="when the spec requires approval, approve in this process (scripted demos)",
     )
     serve = commands.add_parser(
         "serve",
@@ -99,7 +110,30 @@ def _parser() -> argparse.ArgumentParser:
     )
     _from_option(rollback)
     rollback.add_argument("name")
+    for verb, what in (("approve", "release"), ("reject", "never serve")):
+        decide = commands.add_parser(
+            verb,
+            help=f"{verb} a model waiting for approval ({what} it), with a reason",
+            description="Locally (--from DIR) the waiting run continues in this process; "
+            "with --stack, the decision goes to the deployed stack as your IAM identity.",
+        )
+        decide.add_argument("dataset")
+        decide.add_argument("version", type=int)
+        decide.add_argument("--reason", required=True, help="recorded in the audit trail")
+        _target_options(decide)
+    history = commands.add_parser(
+        "history", help="every stage change of a dataset's versions: when, who, why"
+    )
+    history.add_argument("dataset")
+    _target_options(history)
     return parser
+
+
+def _target_options(parser: argparse.ArgumentParser) -> None:
+    _from_option(parser)
+    parser.add_argument(
+        "--stack", help="the deployed stack's name: use AWS with your credentials, not --from"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -142,9 +176,10 @@ def main(argv: list[str] | None = None) -> int:
         out_dir=args.out,
         on_stage=progress,
         on_trial=trials,
+        approve="approved with mlcycle run --approve" if args.approve else None,
     )
-    _summary(console, outcome)
-    return 0 if outcome.status == "SUCCEEDED" else 1
+    summary(console, outcome)
+    return {"SUCCEEDED": 0, WAITING: EXIT_WAITING}.get(outcome.status, 1)
 
 
 def _serve(console: Console, source: Path, host: str, port: int) -> int:
@@ -202,7 +237,7 @@ def _predict(
     return 0 if status < 400 else 1
 
 
-def _summary(console: Console, outcome: RunOutcome) -> None:
+def summary(console: Console, outcome: RunOutcome) -> None:
     table = Table(title=f"run {outcome.run_id}", show_header=True, header_style="bold")
     table.add_column("stage")
     table.add_column("status")
@@ -212,7 +247,7 @@ def _summary(console: Console, outcome: RunOutcome) -> None:
         table.add_row(stage.name, f"{_MARK[stage.status]} {stage.status.lower()}", seconds)
     console.print(table)
     out = Path(outcome.out_dir)
-    if outcome.status == "SUCCEEDED":
+    if outcome.status in ("SUCCEEDED", WAITING):
         winner = outcome.winner or {}
         intervals = winner.get("intervals") or {}
         metrics = ", ".join(
@@ -232,6 +267,14 @@ def _summary(console: Console, outcome: RunOutcome) -> None:
         console.print(
             f"model version [bold]{outcome.model_version}[/] is [bold]{outcome.model_stage}[/]"
         )
+        if outcome.approval:
+            waiting = outcome.approval
+            console.print(
+                f"[yellow]waiting for approval[/] until {waiting['expires_at']}; no traffic "
+                "reaches it before. Decide with:"
+            )
+            console.print(f"  {waiting['approve']} --from {out}")
+            console.print(f"  {waiting['reject']} --from {out}")
     else:
         error = outcome.error or {}
         console.print(

@@ -12,6 +12,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from mlcycle.spec import Algorithm, Task
 
+# An execution whose input has this key starts at the approval wait (the state machine's first
+# Choice): how a local run waiting for approval continues in a later process.
+RESUME_KEY = "resume_at_approval"
+
 
 class _Model(BaseModel):
     # Step Functions adds keys of its own (errors, Map items); stages ignore what they don't read.
@@ -122,6 +126,19 @@ class EvaluateResult(_Model):
 class RegisterResult(_Model):
     model_version: int
     stage: str
+    # "required": the state machine waits for a person before the release (only for a model
+    # that passed its gate); the wait ends as a rejection after `approval_timeout_seconds`.
+    approval: Literal["none", "required"] = "none"
+    approval_timeout_seconds: int = 72 * 3600
+
+
+class ApprovalDecision(_Model):
+    """What a person decided about a model waiting for approval (the wait's task output)."""
+
+    decision: Literal["approved", "rejected", "timed_out"]
+    actor: str = "unknown"
+    reason: str = ""
+    decided_at: str | None = None
 
 
 class ReleaseResult(_Model):
@@ -154,6 +171,7 @@ class RunContext(_Model):
     candidates: list[CandidateResult] | None = None
     evaluate: EvaluateResult | None = None
     registration: RegisterResult | None = None
+    approval: ApprovalDecision | None = None
     release: ReleaseResult | None = None
     failed_stage: str | None = None
     error: StageError | None = None

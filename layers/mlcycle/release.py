@@ -8,6 +8,7 @@ from datetime import datetime
 from mlcycle.adapters.capture import captured_since
 from mlcycle.adapters.lake import Lake
 from mlcycle.adapters.registry import Registry, now_iso
+from mlcycle.approval import rejection_reason
 from mlcycle.context import ReleaseResult, RunContext, required
 from mlcycle.domain.canary import CanaryPolicy, judge, version_stats
 from mlcycle.lake_index import publish_index
@@ -44,17 +45,19 @@ def _finish_run(ctx: RunContext, lake: Lake, registry: Registry, result: Release
 def start_release(ctx: RunContext, lake: Lake, registry: Registry) -> ReleaseResult:
     """Rejected stays rejected; the first model goes to production; others start a canary."""
     dataset = required(ctx.problem, "define_problem").dataset
-    version = required(ctx.registration, "register_model").model_version
+    registration = required(ctx.registration, "register_model")
+    version = registration.model_version
     gate = required(ctx.evaluate, "evaluate_models").gate
     release = registry.get_release(dataset) or {}
     production = release.get("production_version")
-    if not gate.passed:
+    refused = _refusal(ctx, registry, dataset, version) if gate.passed else None
+    if not gate.passed or refused is not None:
         result = ReleaseResult(
             action="done",
             model_version=version,
             stage="rejected",
             production_version=production,
-            reason=gate.reason,
+            reason=refused or gate.reason,
         )
     elif production is None and _claim_first_release(registry, dataset, version):
         registry.set_stage(dataset, version, "production", f"first model: {gate.reason}")
@@ -91,6 +94,29 @@ def start_release(ctx: RunContext, lake: Lake, registry: Registry) -> ReleaseRes
         )
     _finish_run(ctx, lake, registry, result)
     return result
+
+
+def _refusal(ctx: RunContext, registry: Registry, dataset: str, version: int) -> str | None:
+    """Why a person did not approve the version (rejected, or no answer in time), recorded
+    on it; None when it was approved (recorded too) or no approval was asked for."""
+    registration = required(ctx.registration, "register_model")
+    if registration.approval != "required":
+        return None
+    decision = required(ctx.approval, "approval")
+    if decision.decision == "approved":
+        registry.set_stage(
+            dataset,
+            version,
+            "approved",
+            f"approved by {decision.actor}: {decision.reason}",
+            actor=decision.actor,
+        )
+        return None
+    request = (registry.get_version(dataset, version) or {}).get("approval") or {}
+    reason = rejection_reason(decision, request.get("expires_at"))
+    actor = decision.actor if decision.decision == "rejected" else None
+    registry.set_stage(dataset, version, "rejected", reason, actor=actor)
+    return reason
 
 
 def _claim_first_release(registry: Registry, dataset: str, version: int) -> bool:
@@ -155,6 +181,11 @@ def promote_by_hand(registry: Registry, dataset: str, version: int, reason: str)
     entry = registry.get_version(dataset, version)
     if entry is None:
         raise ReleaseConflictError(f"{dataset!r} has no version {version}")
+    if entry.get("stage") == "pending_approval":
+        raise ReleaseConflictError(
+            f"v{version} of {dataset} is waiting for approval; decide with "
+            f"`mlcycle approve {dataset} {version}` (or reject) instead"
+        )
     if entry.get("stage") == "rejected":
         raise ReleaseConflictError(
             f"v{version} of {dataset} was rejected by its gate ({entry.get('stage_reason')}); "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import io
 import os
@@ -68,8 +69,15 @@ def lake() -> Lake:
     return Lake(client("s3"), settings().lake_bucket)
 
 
+# The stage and function running now (per thread: locally, the training Map's run at once).
+_running: contextvars.ContextVar[str] = contextvars.ContextVar("mlcycle_actor", default="")
+
+
 def registry() -> Registry:
-    return Registry(client("dynamodb"), settings().registry_table)
+    # Stage changes are audited with the function that made them: its role is the identity.
+    return Registry(
+        client("dynamodb"), settings().registry_table, actor=_running.get() or "pipeline"
+    )
 
 
 Model = TypeVar("Model", bound=BaseModel)
@@ -95,6 +103,7 @@ def stage_handler(
         def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
             parsed = parse(event=event, model=event_model)
             logger.append_keys(stage=stage, run_id=getattr(parsed, "run_id", None))
+            _running.set(f"pipeline:{stage} ({context.function_name})")
             result = function(parsed)
             logger.info("stage finished")
             return result.model_dump(mode="json") if isinstance(result, BaseModel) else result

@@ -352,7 +352,13 @@ def register_model(
             content_type="application/json",
         )
     lake.put_json(prefix + MANIFEST_FILE, served.to_json())
-    return RegisterResult(model_version=version, stage=stage)
+    release = run_spec(ctx, lake).release
+    return RegisterResult(
+        model_version=version,
+        stage=stage,
+        approval="required" if evaluated.gate.passed and release.approval == "required" else "none",
+        approval_timeout_seconds=round(release.approval_timeout_hours * 3600),
+    )
 
 
 # -- the failure path ------------------------------------------------------------------------

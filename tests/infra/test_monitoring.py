@@ -5,6 +5,13 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import aws_cdk as cdk
+from aws_cdk import aws_cloudwatch_actions as actions
+from aws_cdk import aws_sns as sns
+from aws_cdk.assertions import Template
+from constructs import Construct
+
+from infra.monitoring import Monitoring
 from mlcycle.spec import parse_spec
 from tests.conftest import EXAMPLES
 
@@ -20,9 +27,10 @@ def _alarms(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def test_every_alarm_notifies_the_encrypted_topic(template: dict[str, Any]) -> None:
-    (topic_id,) = [k for k, r in template["Resources"].items() if r["Type"] == "AWS::SNS::Topic"]
-    (topic,) = _of_type(template, "AWS::SNS::Topic")
-    assert "KmsMasterKeyId" in topic
+    topics = {k: r for k, r in template["Resources"].items() if r["Type"] == "AWS::SNS::Topic"}
+    # the alarms' topic, and the approval requests' (tests/infra/test_approval.py)
+    (topic_id,) = [k for k in topics if k.startswith("MonitoringNotifications")]
+    assert all("KmsMasterKeyId" in t["Properties"] for t in topics.values())
     alarms = _of_type(template, "AWS::CloudWatch::Alarm")
     assert alarms
     assert all(a["AlarmActions"] == [{"Ref": topic_id}] for a in alarms)
@@ -89,3 +97,41 @@ def test_the_dashboard_shows_pipeline_endpoint_model_and_release(
         "Alarms",
     ):
         assert title in body, title
+
+
+def test_a_disparate_impact_limit_gets_a_fairness_alarm_that_only_notifies() -> None:
+    class AlarmsOnly(Monitoring):
+        """The model alarms of one spec, without the rest of the stack."""
+
+        def __init__(self, scope: Construct, spec: Any) -> None:
+            Construct.__init__(self, scope, "Monitoring")
+            self.alarms = []
+            self._notify = actions.SnsAction(sns.Topic(self, "Notifications"))
+            self._model_alarms(spec, "mlcycle-dev")
+
+    spec = parse_spec(
+        "dataset: loans\ntarget: default\n"
+        "fairness: {sensitive_features: [sex], min_disparate_impact: 0.8}\n"
+    )
+    stack = cdk.Stack(cdk.App(), "Alarms")
+    AlarmsOnly(stack, spec)
+    alarms = {
+        a["MetricName"]: a
+        for a in _of_type(Template.from_stack(stack).to_json(), "AWS::CloudWatch::Alarm")
+    }
+    fair = alarms["DisparateImpact"]
+    assert fair["Threshold"] == 0.8
+    assert fair["ComparisonOperator"] == "LessThanThreshold"
+    assert fair["Dimensions"] == [{"Name": "dataset", "Value": "loans"}]
+    assert fair["Namespace"] == "mlcycle"
+    assert "AlarmName" not in fair  # not named for the retraining rule: it only notifies
+    assert "[0.8, 1.25]" in fair["AlarmDescription"]
+
+    without = parse_spec("dataset: loans\ntarget: default\n")
+    stack = cdk.Stack(cdk.App(), "NoFairness")
+    AlarmsOnly(stack, without)
+    names = [
+        a["MetricName"]
+        for a in _of_type(Template.from_stack(stack).to_json(), "AWS::CloudWatch::Alarm")
+    ]
+    assert "DisparateImpact" not in names

@@ -70,6 +70,7 @@ def test_one_image_function_per_stage_from_one_image(template: dict[str, Any]) -
     expected = {f"functions.{s}.handler.lambda_handler" for s in STAGES}
     assert commands == expected | {
         "functions.judge_canary.handler.lambda_handler",
+        "functions.request_approval.handler.lambda_handler",
         "functions.monitor.handler.lambda_handler",
         "functions.retrain.handler.lambda_handler",
         "functions.record_failure.handler.lambda_handler",
@@ -88,16 +89,28 @@ def test_one_image_function_per_stage_from_one_image(template: dict[str, Any]) -
 
 def test_the_state_machine_chains_the_stages_in_lifecycle_order(definition: dict[str, Any]) -> None:
     states = definition["States"]
-    order, name = [], definition["StartAt"]
-    while states[name]["Type"] != "Choice":
+    # A new run starts at the first stage; only a run resumed at its approval skips to it.
+    start = states[definition["StartAt"]]
+    assert start["Type"] == "Choice"
+    (resume,) = start["Choices"]
+    assert resume == {"Variable": "$.resume_at_approval", "IsPresent": True, "Next": resume["Next"]}
+    assert states[resume["Next"]]["Parameters"]["FunctionName"] == "request_approval"
+    order, name = [], start["Default"]
+    while True:
         state = states[name]
         if state["Type"] == "Map":
             processor = state["ItemProcessor"]
             order.append(processor["States"][processor["StartAt"]]["Resource"])
             assert state["ItemsPath"] == "$.features.candidates"
+        elif state["Type"] == "Choice":  # approval required? (tests/infra/test_approval.py)
+            assert state["Choices"][0]["Variable"] == "$.registration.approval"
+            name = state["Default"]
+            continue
         else:
             order.append(state["Resource"])
         name = state["Next"]
+        if states[name]["Type"] == "Choice" and name != "Approval required?":
+            break
     assert order == STAGES
     # The release either ends, or loops: bake (a Wait), judge, and ask again.
     choice = states[name]

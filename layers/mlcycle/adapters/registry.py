@@ -1,13 +1,16 @@
 """The model registry and run records in one DynamoDB table.
 
 Layout: `MODEL#<dataset>` holds `VERSION#<n>` items and one `RELEASE` pointer;
-`RUN#<dataset>` holds one item per run. Versions are allocated with conditional writes, so
+`RUN#<dataset>` holds one item per run; `AUDIT#<dataset>` holds one item per change of a
+version's stage (time, actor, reason), never updated: each is put once, in the same
+transaction as the change it records. Versions are allocated with conditional writes, so
 two runs finishing at once never share a version number.
 """
 
 from __future__ import annotations
 
 import json
+import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -20,6 +23,8 @@ if TYPE_CHECKING:
 _SERIALIZER = TypeSerializer()
 _DESERIALIZER = TypeDeserializer()
 _MAX_VERSION_ATTEMPTS = 50  # every failed attempt means another writer succeeded
+_MAX_STAGE_ATTEMPTS = 5  # a stage change races only with another change of the same version
+AUDIT_PREFIX = "AUDIT#"
 
 
 class VersionConflictError(Exception):
@@ -55,6 +60,14 @@ def _version_key(version: int) -> str:
     return f"VERSION#{version:06d}"
 
 
+def _audit_key(dataset: str) -> str:
+    return f"{AUDIT_PREFIX}{dataset}"
+
+
+class StageConflictError(Exception):
+    """The version's stage kept changing under us, or the version does not exist."""
+
+
 def create_table(dynamodb: DynamoDBClient, name: str) -> None:
     """The registry table as the stack declares it (for local runs and tests)."""
     dynamodb.create_table(
@@ -72,9 +85,13 @@ def create_table(dynamodb: DynamoDBClient, name: str) -> None:
 
 
 class Registry:
-    def __init__(self, dynamodb: DynamoDBClient, table: str) -> None:
+    """`actor` is who this client acts for, recorded with every stage change: the pipeline
+    function's name, or the person (IAM identity, or the local user) behind a command."""
+
+    def __init__(self, dynamodb: DynamoDBClient, table: str, *, actor: str = "pipeline") -> None:
         self.dynamodb = dynamodb
         self.table = table
+        self.actor = actor
 
     # -- runs -------------------------------------------------------------------------------
 
@@ -113,14 +130,29 @@ class Registry:
                 "created_at": now_iso(),
                 **entry,
             }
+            audit: Any = self._audit_item(
+                dataset,
+                version,
+                stage=str(entry.get("stage", "candidate")),
+                previous=None,
+                reason=f"registered: {entry.get('stage_reason', '')}".rstrip(": "),
+                run_id=entry.get("run_id"),
+            )
             try:
-                self.dynamodb.put_item(
-                    TableName=self.table,
-                    Item=_to_item(item),
-                    ConditionExpression="attribute_not_exists(sk)",
+                self.dynamodb.transact_write_items(
+                    TransactItems=[
+                        {
+                            "Put": {
+                                "TableName": self.table,
+                                "Item": _to_item(item),
+                                "ConditionExpression": "attribute_not_exists(sk)",
+                            }
+                        },
+                        audit,
+                    ]
                 )
                 return version
-            except self.dynamodb.exceptions.ConditionalCheckFailedException:
+            except self.dynamodb.exceptions.TransactionCanceledException:
                 continue
         raise VersionConflictError(
             f"could not allocate a version of {dataset!r} after {_MAX_VERSION_ATTEMPTS} attempts"
@@ -157,17 +189,118 @@ class Registry:
                 return items
             kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
 
-    def set_stage(self, dataset: str, version: int, stage: str, reason: str) -> None:
-        self.dynamodb.update_item(
-            TableName=self.table,
-            Key=_to_item({"pk": _model_key(dataset), "sk": _version_key(version)}),
-            UpdateExpression="SET #stage = :stage, stage_reason = :reason, updated_at = :now",
-            ConditionExpression="attribute_exists(sk)",
-            ExpressionAttributeNames={"#stage": "stage"},
-            ExpressionAttributeValues=_to_item(
-                {":stage": stage, ":reason": reason, ":now": now_iso()}
-            ),
+    def set_stage(
+        self,
+        dataset: str,
+        version: int,
+        stage: str,
+        reason: str,
+        *,
+        run_id: str | None = None,
+        fields: dict[str, Any] | None = None,
+        actor: str | None = None,
+    ) -> None:
+        """Move a version to `stage` and append the audit record of it, in one transaction;
+        `fields` are set on the version too (an approval request, a decision). `actor`: the
+        person whose decision this writer records (default: the writer itself)."""
+        for _ in range(_MAX_STAGE_ATTEMPTS):
+            current = self.get_version(dataset, version)
+            if current is None:
+                raise StageConflictError(f"{dataset!r} has no version {version}")
+            previous = current.get("stage")
+            extra = dict(fields or {})
+            names = {"#stage": "stage", **{f"#x{i}": k for i, k in enumerate(extra)}}
+            values = {
+                ":stage": stage,
+                ":reason": reason,
+                ":now": now_iso(),
+                ":previous": previous,
+                **{f":x{i}": v for i, v in enumerate(extra.values())},
+            }
+            sets = ", ".join(
+                ["#stage = :stage", "stage_reason = :reason", "updated_at = :now"]
+                + [f"#x{i} = :x{i}" for i in range(len(extra))]
+            )
+            update: Any = {
+                "Update": {
+                    "TableName": self.table,
+                    "Key": _to_item({"pk": _model_key(dataset), "sk": _version_key(version)}),
+                    "UpdateExpression": f"SET {sets}",
+                    # Only from the stage just read: the audit record names it as the previous.
+                    "ConditionExpression": "attribute_exists(sk) AND #stage = :previous",
+                    "ExpressionAttributeNames": names,
+                    "ExpressionAttributeValues": _to_item(values),
+                }
+            }
+            audit: Any = self._audit_item(
+                dataset,
+                version,
+                stage=stage,
+                previous=previous,
+                reason=reason,
+                run_id=run_id or current.get("run_id"),
+                actor=actor,
+            )
+            try:
+                self.dynamodb.transact_write_items(TransactItems=[update, audit])
+                return
+            except self.dynamodb.exceptions.TransactionCanceledException:
+                continue
+        raise StageConflictError(
+            f"v{version} of {dataset!r} kept changing stage; {stage!r} was not recorded"
         )
+
+    def _audit_item(
+        self,
+        dataset: str,
+        version: int,
+        *,
+        stage: str,
+        previous: str | None,
+        reason: str,
+        run_id: str | None,
+        actor: str | None = None,
+    ) -> dict[str, Any]:
+        at = datetime.now(UTC).isoformat(timespec="microseconds")
+        record = {
+            "pk": _audit_key(dataset),
+            # time first, so a query returns the trail in order; the suffix keeps two
+            # changes in the same microsecond apart
+            "sk": f"{at}#v{version:06d}#{uuid.uuid4().hex[:8]}",
+            "dataset": dataset,
+            "version": version,
+            "stage": stage,
+            "previous_stage": previous,
+            "reason": reason,
+            "actor": actor or self.actor,
+            # who wrote down another's decision (the pipeline recording an approval)
+            "recorded_by": self.actor if actor and actor != self.actor else None,
+            "at": at,
+            "run_id": run_id,
+        }
+        return {
+            "Put": {
+                "TableName": self.table,
+                "Item": _to_item({k: v for k, v in record.items() if v is not None}),
+                "ConditionExpression": "attribute_not_exists(sk)",  # append-only
+            }
+        }
+
+    def history(self, dataset: str) -> list[dict[str, Any]]:
+        """Every stage change of the dataset's versions, oldest first."""
+        records: list[dict[str, Any]] = []
+        kwargs: dict[str, Any] = {
+            "TableName": self.table,
+            "KeyConditionExpression": "pk = :pk",
+            "ExpressionAttributeValues": _to_item({":pk": _audit_key(dataset)}),
+            "ConsistentRead": True,
+        }
+        while True:
+            response = self.dynamodb.query(**kwargs)
+            records += [_from_item(i) for i in response.get("Items", [])]
+            if "LastEvaluatedKey" not in response:
+                return records
+            kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
 
     # -- release pointer --------------------------------------------------------------------
 

@@ -8,12 +8,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
 from mlcycle.adapters.registry import Registry
+from mlcycle.approval import ApprovalError, decide
+from mlcycle.deployed import StackError, deployed_registry
 from mlcycle.domain.tables import read_table
+from mlcycle.local.approvals import Decision, decide_local, history_local, local_actor
 from mlcycle.local.operations import MonitorOutcome, monitor_local
 from mlcycle.local.runner import StageOutcome, local_aws, run_local
 from mlcycle.local.serve import released_models
@@ -189,10 +193,96 @@ def rollback(console: Console, args: argparse.Namespace) -> int:
     )
 
 
+def _decide(console: Console, args: argparse.Namespace, decision: Decision) -> int:
+    """`mlcycle approve|reject`: locally the waiting run goes on here; on AWS the decision
+    answers the waiting execution, which then records it and releases (or not)."""
+    try:
+        if args.stack:
+            registry = deployed_registry(args.stack)
+            answer = decide(
+                registry,
+                boto3.client("stepfunctions"),
+                args.dataset,
+                args.version,
+                decision,
+                args.reason,
+            )
+            console.print(
+                f"v{args.version} of {args.dataset} {decision} by {answer.actor}; the waiting "
+                f"run records it and {'releases it' if decision == 'approved' else 'ends'}"
+            )
+            return 0
+        if not (args.source / "registry.json").is_file():
+            console.print(f"[red]error:[/] no local run in {args.source}: run `mlcycle run` first")
+            return 2
+        console.print(f"{decision} as {local_actor()}: the waiting run continues")
+        outcome = decide_local(
+            args.source,
+            args.dataset,
+            args.version,
+            decision,
+            args.reason,
+            on_stage=_progress(console),
+        )
+    except (ApprovalError, StackError) as error:
+        console.print(f"[red]error:[/] {error}")
+        return 1
+    from mlcycle.cli import summary  # the run's summary, as `mlcycle run` prints it
+
+    summary(console, outcome)
+    return 0 if outcome.status == "SUCCEEDED" else 1
+
+
+def approve(console: Console, args: argparse.Namespace) -> int:
+    return _decide(console, args, "approved")
+
+
+def reject(console: Console, args: argparse.Namespace) -> int:
+    return _decide(console, args, "rejected")
+
+
+def history(console: Console, args: argparse.Namespace) -> int:
+    """The audit trail: every stage change of the dataset's versions, oldest first."""
+    try:
+        if args.stack:
+            trail = deployed_registry(args.stack).history(args.dataset)
+        elif (args.source / "registry.json").is_file():
+            trail = history_local(args.source, args.dataset)
+        else:
+            console.print(f"[red]error:[/] no local run in {args.source}: run `mlcycle run` first")
+            return 2
+    except StackError as error:
+        console.print(f"[red]error:[/] {error}")
+        return 1
+    if not trail:
+        console.print(f"no recorded stage changes for {args.dataset!r}")
+        return 1
+    table = Table(title=f"history of {args.dataset}", header_style="bold")
+    for column in ("when (UTC)", "version", "stage", "from", "who", "why"):
+        table.add_column(column, overflow="fold")
+    for record in trail:
+        who = record["actor"]
+        if record.get("recorded_by"):
+            who += f" (recorded by {record['recorded_by']})"
+        table.add_row(
+            str(record["at"])[:19].replace("T", " "),
+            f"v{record['version']}",
+            record["stage"],
+            record.get("previous_stage") or "",
+            who,
+            record.get("reason", ""),
+        )
+    console.print(table)
+    return 0
+
+
 OPERATIONS: dict[str, Callable[[Console, argparse.Namespace], int]] = {
     "monitor": monitor,
     "simulate-drift": simulate_drift,
     "models": models,
     "promote": promote,
     "rollback": rollback,
+    "approve": approve,
+    "reject": reject,
+    "history": history,
 }

@@ -46,6 +46,7 @@ class LocalDeployment:
     stack_name: str
     buckets: dict[str, str] = field(default_factory=dict)  # logical id -> bucket name
     tables: dict[str, str] = field(default_factory=dict)
+    topics: dict[str, str] = field(default_factory=dict)  # logical id -> topic ARN
     functions: dict[str, DeployedFunction] = field(default_factory=dict)  # by function name
     state_machine_arn: str = ""
     rules: list[DeployedRule] = field(default_factory=list)
@@ -129,6 +130,13 @@ def deploy(
             logical_id, name, Arn=f"arn:aws:dynamodb:{REGION}:{ACCOUNT_ID}:table/{name}"
         )
         deployment.tables[logical_id] = name
+
+    sns = session.client("sns")
+    for logical_id, _ in _resources(template, "AWS::SNS::Topic"):
+        name = _physical_name(stack_name, logical_id, limit=256)
+        arn = sns.create_topic(Name=name)["TopicArn"]
+        resolver.define(logical_id, arn, TopicName=name)
+        deployment.topics[logical_id] = arn
 
     # Only the project's handlers; CloudFormation's own custom resource providers are skipped.
     functions = [

@@ -35,7 +35,10 @@ from mlcycle.training import SEARCH_SUFFIX, candidates_prefix
 
 _POLL_SECONDS = 0.1
 INDEX_FILE = "index.html"
-OPTIONAL_STAGES = {"judge_canary"}  # runs only when a release goes through a canary
+# judge_canary runs only when a release goes through a canary, request_approval only when
+# the spec asks for approval
+OPTIONAL_STAGES = {"judge_canary", "request_approval"}
+WAITING = "WAITING_FOR_APPROVAL"
 # A canary bakes this long in local runs unless the spec or --bake-seconds says otherwise.
 LOCAL_RELEASE = {"bake_seconds": 2, "max_waits": 1}
 # Local stand-ins for what Lambda's environment provides; tracing has no X-Ray daemon here.
@@ -59,7 +62,7 @@ class StageOutcome:
 
 @dataclass
 class RunOutcome:
-    status: str  # SUCCEEDED or FAILED
+    status: str  # SUCCEEDED, FAILED or WAITING_FOR_APPROVAL
     run_id: str | None
     dataset: str
     stages: list[StageOutcome] = field(default_factory=list)
@@ -72,12 +75,17 @@ class RunOutcome:
     error: dict[str, str] | None = None
     reports: dict[str, str] = field(default_factory=dict)
     out_dir: str = ""
+    # waiting: {"dataset", "version", "expires_at", "approve", "reject"} (the commands)
+    approval: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
 
 ProgressCallback = Callable[[StageOutcome], None]
+# Called with a version's open approval request; True when it answered (the run goes on),
+# False to leave the run waiting for a person.
+ApprovalCallback = Callable[[dict[str, Any]], bool]
 # (algorithm, trials done, trials planned): the training Map's search, as it goes
 TrialCallback = Callable[[str, int, int], None]
 
@@ -93,9 +101,13 @@ def run_local(
     out_dir: Path = Path("mlcycle-out"),
     on_stage: ProgressCallback | None = None,
     on_trial: TrialCallback | None = None,
+    approve: str | None = None,
     assembly: Path | None = None,
 ) -> RunOutcome:
-    """Deploy the synthesized stack into moto, upload `data` and follow its execution."""
+    """Deploy the synthesized stack into moto, upload `data` and follow its execution.
+
+    A run whose model waits for approval ends WAITING_FOR_APPROVAL (it continues with
+    `mlcycle approve` in a later process), unless `approve` gives the reason to approve now."""
     spec_text, dataset = _spec_for(
         data,
         target=target,
@@ -116,11 +128,22 @@ def run_local(
             Key=f"{Zone.LANDING.prefix}{data.name}",
             Body=data.read_bytes(),
         )
+        on_approval = None
+        if approve is not None:
+            from mlcycle.local.approvals import answer_with  # it builds on this module
+
+            on_approval = answer_with(aws, "approved", approve)
         execution_arns = deliver_events(aws.deployment, aws.session)
         if len(execution_arns) != 1:
             raise RuntimeError(f"the upload started {len(execution_arns)} runs, expected one")
         outcome = follow_execution(
-            aws.deployment, aws.session, execution_arns[0], dataset, on_stage, on_trial
+            aws.deployment,
+            aws.session,
+            execution_arns[0],
+            dataset,
+            on_stage,
+            on_trial,
+            on_approval=on_approval,
         )
     return write_outcome(outcome, out_dir)
 
@@ -275,8 +298,10 @@ def _state_stages(definition: dict[str, Any], deployment: LocalDeployment) -> di
     by_arn = {function.arn: function.stage for function in deployment.functions.values()}
     mapping: dict[str, str] = {}
     for name, state in definition["States"].items():
-        if state["Type"] == "Task" and state.get("Resource") in by_arn:
-            mapping[name] = by_arn[state["Resource"]]
+        # a callback task (.waitForTaskToken) names its function in its parameters
+        function = (state.get("Parameters") or {}).get("FunctionName", state.get("Resource"))
+        if state["Type"] == "Task" and function in by_arn:
+            mapping[name] = by_arn[function]
         elif state["Type"] == "Map":
             inner = _state_stages(state["ItemProcessor"], deployment)
             if inner:
@@ -291,14 +316,27 @@ def follow_execution(
     dataset: str,
     on_stage: ProgressCallback | None,
     on_trial: TrialCallback | None = None,
+    *,
+    on_approval: ApprovalCallback | None = None,
+    run_id: str | None = None,
+    stale_token: str | None = None,
 ) -> RunOutcome:
+    """Follow an execution to its end, reporting stages as they finish; `run_id` when the
+    execution continues a run under another name (a run resumed at its approval, whose
+    earlier request's `stale_token` no execution waits on)."""
     sfn = session.client("stepfunctions")
+    registry = Registry(session.client("dynamodb"), deployment.registry_table)
+    run_id = run_id or execution_arn.rsplit(":", 1)[-1]
+    answered = {stale_token} if stale_token else set()  # tokens handed to on_approval
     watch = _SearchWatch(session.client("s3"), deployment.lake_bucket, dataset, on_trial)
     definition = json.loads(
         sfn.describe_state_machine(stateMachineArn=deployment.state_machine_arn)["definition"]
     )
     stage_of = _state_stages(definition, deployment)
     pipeline = [stage for stage in stage_of.values() if stage != "record_failure"]
+    if "request_approval" in pipeline:  # the definition lists it after the release it precedes
+        pipeline.remove("request_approval")
+        pipeline.insert(pipeline.index("release_model"), "request_approval")
     entered: dict[str, datetime] = {}
     finished: dict[str, StageOutcome] = {}
     seen = 0  # the history only grows: each poll handles the events it has not seen
@@ -315,7 +353,7 @@ def follow_execution(
             elif event["type"].endswith("StateExited"):
                 seconds = (event["timestamp"] - entered[stage]).total_seconds()
                 # A caught failure exits the state too, with the error under $.error.
-                failed = "error" in json.loads(details.get("output") or "{}")
+                failed = bool(json.loads(details.get("output") or "{}").get("error"))
                 previous = finished.get(stage)  # a stage in a loop (the canary) adds up
                 total = seconds + ((previous.seconds or 0.0) if previous else 0.0)
                 finished[stage] = StageOutcome(
@@ -325,12 +363,20 @@ def follow_execution(
                     on_stage(StageOutcome(stage, finished[stage].status, round(seconds, 3)))
         seen = len(events)
         if "train_model" in entered and "train_model" not in finished:
-            watch.poll(execution_arn.rsplit(":", 1)[-1])
+            watch.poll(run_id)
         if description["status"] != "RUNNING":
             break
+        if "request_approval" in entered and "request_approval" not in finished:
+            request = _open_request(registry, dataset, run_id, answered)
+            if request is not None:
+                answered.add(request["token"])
+                if on_approval is None or not on_approval(request):
+                    # moto's state dies with this process: the run resumes from the exported
+                    # lake and registry (`mlcycle approve`), so this execution ends here.
+                    sfn.stop_execution(executionArn=execution_arn, cause="waiting for approval")
+                    return _waiting(deployment, session, dataset, request, finished, pipeline)
         time.sleep(_POLL_SECONDS)
 
-    run_id = description["name"]
     outcome = RunOutcome(status=description["status"], run_id=run_id, dataset=dataset)
     if description["status"] == "SUCCEEDED":
         _fill_success(outcome, json.loads(description["output"]))
@@ -342,6 +388,50 @@ def follow_execution(
             outcome.stages.append(finished[stage])
         elif stage not in OPTIONAL_STAGES:
             outcome.stages.append(StageOutcome(stage, "NOT_RUN"))
+    return outcome
+
+
+def _open_request(
+    registry: Registry, dataset: str, run_id: str, answered: set[str]
+) -> dict[str, Any] | None:
+    """The approval request this run is waiting on, once its Lambda has recorded it."""
+    for version in registry.list_versions(dataset):
+        request = version.get("approval") or {}
+        if (
+            version.get("stage") == "pending_approval"
+            and request.get("run_id") == run_id
+            and request.get("token") not in answered
+        ):
+            return {**request, "dataset": dataset, "version": int(version["version"])}
+    return None
+
+
+def _waiting(
+    deployment: LocalDeployment,
+    session: boto3.Session,
+    dataset: str,
+    request: dict[str, Any],
+    finished: dict[str, StageOutcome],
+    pipeline: list[str],
+) -> RunOutcome:
+    lake = Lake(session.client("s3"), deployment.lake_bucket)
+    outcome = RunOutcome(status=WAITING, run_id=request["run_id"], dataset=dataset)
+    _fill_success(outcome, lake.get_json(request["context_uri"]))
+    outcome.model_stage = "pending_approval"
+    version = request["version"]
+    outcome.approval = {
+        "dataset": dataset,
+        "version": version,
+        "expires_at": request["expires_at"],
+        "approve": f'mlcycle approve {dataset} {version} --reason "..."',
+        "reject": f'mlcycle reject {dataset} {version} --reason "..."',
+    }
+    finished = {**finished, "request_approval": StageOutcome("request_approval", "WAITING")}
+    outcome.stages = [
+        finished.get(stage, StageOutcome(stage, "NOT_RUN"))
+        for stage in pipeline
+        if stage in finished or stage not in OPTIONAL_STAGES
+    ]
     return outcome
 
 
@@ -447,8 +537,12 @@ def export_lake(deployment: LocalDeployment, session: boto3.Session, out_dir: Pa
             path.parent.mkdir(parents=True, exist_ok=True)
             body = s3.get_object(Bucket=deployment.lake_bucket, Key=obj["Key"])["Body"].read()
             path.write_bytes(body)
-    dynamodb = session.resource("dynamodb")
-    items = dynamodb.Table(deployment.registry_table).scan()["Items"]
+    table = session.resource("dynamodb").Table(deployment.registry_table)
+    scanned = table.scan()
+    items = list(scanned["Items"])
+    while "LastEvaluatedKey" in scanned:  # the audit trail grows with every stage change
+        scanned = table.scan(ExclusiveStartKey=scanned["LastEvaluatedKey"])
+        items += scanned["Items"]
     (out_dir / "registry.json").write_text(json.dumps(items, indent=2, default=_number))
 
 
