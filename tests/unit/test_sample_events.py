@@ -14,6 +14,7 @@ from aws_lambda_powertools.utilities.parser.models import (
 from pydantic import BaseModel
 
 from functions.monitor.handler import MonitorRequest
+from functions.request_approval.handler import ApprovalRequest
 from functions.retrain.handler import AlarmStateChange
 from mlcycle.context import RunContext, TrainEvent
 from tests.conftest import ROOT
@@ -24,6 +25,7 @@ MODELS: dict[str, type[BaseModel]] = {
     "predict": APIGatewayProxyEventModel,
     "monitor": MonitorRequest,
     "retrain": AlarmStateChange,
+    "request_approval": ApprovalRequest,
 }
 EVENTS = sorted((ROOT / "events").glob("*/*.json"))
 
