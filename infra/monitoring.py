@@ -188,7 +188,8 @@ class Monitoring(Construct):
         return created
 
     def _model_alarms(self, spec: ProblemSpec, stack_name: str) -> None:
-        """Drift and quality alarms of one dataset, thresholds from its spec; they retrain."""
+        """Drift and quality alarms of one dataset, thresholds from its spec; they retrain.
+        With a disparate-impact limit, a fairness alarm too, which only notifies."""
         dims = {"dataset": spec.dataset}
         retrain = retrain_alarm_prefix(stack_name)
         limits = spec.monitoring
@@ -225,6 +226,18 @@ class Monitoring(Construct):
                     if greater
                     else cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD
                 ),
+            )
+        policy = spec.fairness
+        if policy is not None and policy.min_disparate_impact is not None:
+            # unequal treatment is for a person to look at: it notifies, never retrains
+            low = policy.min_disparate_impact
+            self._alarm(
+                f"{_camel(spec.dataset)}DisparateImpact",
+                _model_metric("DisparateImpact", dims, "Minimum"),
+                low,
+                f"{spec.dataset}: on live traffic a group's disparate impact is outside "
+                f"[{low:g}, {1 / low:.3g}] (the worst group's min(DI, 1/DI) below {low:g})",
+                comparison=cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
             )
 
     def _dashboard(

@@ -12,6 +12,7 @@ from functools import cache
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from sklearn import datasets, metrics
 from sklearn.calibration import calibration_curve
 from sklearn.dummy import DummyClassifier, DummyRegressor
@@ -21,6 +22,10 @@ from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.model_selection import cross_val_predict, cross_val_score, train_test_split
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
+
+from mlcycle.domain import fairness
+from mlcycle.schema import ResolvedSchema
+from mlcycle.spec import ColumnType, FairnessPolicy, Task
 
 Json = dict[str, Any]
 SEED = 0
@@ -41,6 +46,7 @@ SECTIONS = [
     "errors",
     "importance",
     "explanations",
+    "fairness",
     "production",
     "serving",
 ]
@@ -149,6 +155,45 @@ def _common(
             "sha256": "9f" * 32,
         },
     }
+
+
+def _fairness(
+    task: str,
+    y_true: Any,
+    predicted: Any,
+    sensitive: dict[str, Any],
+    *,
+    classes: list[str] | None = None,
+    positive: str | None = None,
+    **policy: Any,
+) -> Json:
+    """The fairness section the pipeline would write, by `mlcycle.domain.fairness` on these
+    rows (the groups fixed on the same rows)."""
+    rows = pd.DataFrame(sensitive)
+    schema = ResolvedSchema(
+        dataset="fixture",
+        task=Task(task),
+        target="y",
+        features={"x": ColumnType.NUMERIC},
+        sensitive={
+            name: ColumnType.NUMERIC
+            if pd.api.types.is_numeric_dtype(rows[name])
+            else ColumnType.CATEGORICAL
+            for name in rows.columns
+        },
+        classes=classes,
+        positive_class=positive,
+    )
+    spec = FairnessPolicy(sensitive_features=list(rows.columns), **policy)
+    groups = fairness.groupings(rows, schema, spec)
+    return fairness.assess(rows, y_true, predicted, schema, spec, groups)
+
+
+def _clinics(n: int, names: list[str]) -> np.ndarray:
+    """A made-up categorical attribute: three large groups and a small one."""
+    return np.random.default_rng(SEED).choice(
+        np.asarray(names, dtype=object), n, p=[0.5, 0.3, 0.15, 0.05]
+    )
 
 
 @cache
@@ -327,6 +372,22 @@ def _binary(*, imbalanced: bool) -> Json:
         },
         importance=_importance(model, X_te, y_te, names, primary),
     )
+    names_of = np.asarray(classes, dtype=object)
+    clinics = ["north", "south", "east", "island"]
+    if imbalanced:
+        clinics = [HOSTILE[0], "b", "c", "d"]
+    doc["fairness"] = _fairness(
+        "binary",
+        names_of[1 - y_te],
+        names_of[1 - pred],
+        {"clinic": _clinics(len(y_te), clinics), "mean texture": X_te[:, 1]}
+        if imbalanced
+        else {"clinic": _clinics(len(y_te), clinics)},
+        classes=list(classes),
+        positive=classes[0],
+        min_group_size=20,
+        min_disparate_impact=1.0 if imbalanced else 0.75,
+    )
     auc = win["metrics"][primary]
     if imbalanced:
         doc["production"] = {
@@ -369,6 +430,7 @@ def _binary(*, imbalanced: bool) -> Json:
             "min_improvement": 0.01,
             "confidence": 0.95,
         }
+        doc["gate"]["checks"] += [vars(c) for c in fairness.gate_checks(doc["fairness"])]
     else:
         doc["production"] = {"version": None}
         doc["gate"] = {
@@ -470,6 +532,15 @@ def _multiclass() -> Json:
         },
         importance=_importance(model, X_te, y_te, names, "balanced_accuracy"),
         production={"version": 4, "metrics": {primary: 0.9}},
+        fairness=_fairness(
+            "multiclass",
+            np.asarray(classes, dtype=object)[y_te],
+            np.asarray(classes, dtype=object)[pred],
+            {"alcohol": X_te[:, 0]},
+            classes=classes,
+            min_group_size=10,
+            max_accuracy_difference=0.2,
+        ),
         gate={
             "passed": True,
             "reason": "balanced_accuracy beats the baseline",
@@ -550,6 +621,9 @@ def _regression() -> Json:
             "residual_histogram": {"edges": edges.tolist(), "counts": counts.tolist()},
         },
         importance=_importance(model, X_te, y_te, names, "neg_root_mean_squared_error"),
+        fairness=_fairness(
+            "regression", y_te, pred, {"sex": np.where(X_te[:, 1] > 0, "a", "b").astype(object)}
+        ),
         gate={
             "passed": True,
             "reason": "rmse beats the baseline",

@@ -13,8 +13,8 @@ import pandas as pd
 
 from mlcycle.adapters.lake import Lake
 from mlcycle.adapters.registry import Registry
-from mlcycle.context import EvaluateResult, Gate, RunContext, required
-from mlcycle.domain import bootstrap, diagnostics, export, monitor
+from mlcycle.context import EvaluateResult, FeaturesResult, Gate, RunContext, required
+from mlcycle.domain import bootstrap, diagnostics, export, fairness, live_fairness, monitor
 from mlcycle.domain import evaluate as evaluation
 from mlcycle.domain.background import background_summary
 from mlcycle.domain.decision import ThresholdChoice
@@ -83,6 +83,7 @@ def evaluate_models(ctx: RunContext, lake: Lake, registry: Registry) -> Evaluate
             level=LEVEL,
             seed=spec.seed,
         )
+    fair = _fairness(spec, schema, lake, feature_uris, holdout_rows, y_holdout, said[winner])
     verdict = evaluation.gate(
         primary_metric=primary.primary_metric,
         winner_metrics=scores[winner],
@@ -93,6 +94,7 @@ def evaluate_models(ctx: RunContext, lake: Lake, registry: Registry) -> Evaluate
         comparison=comparison,
         policy=spec.gate,
         decision_checks=evaluation.decision_checks(choice, scores[winner], spec.decision),
+        fairness_checks=fairness.gate_checks(fair),
     )
     pipeline = evaluation.serving_pipeline(
         lake.get_artifact(feature_uris.transformer_uri), models[winner]
@@ -139,6 +141,8 @@ def evaluate_models(ctx: RunContext, lake: Lake, registry: Registry) -> Evaluate
         onnx_bytes, draft, background, holdout_rows, schema, seed=spec.seed
     )
     monitor_baseline["attribution"] = attribution_baseline(explained)
+    # the groups live traffic is judged by (the monitor's selection rates per group)
+    monitor_baseline["fairness"] = live_fairness.monitor_reference(fair)
     monitor_baseline_uri = lake.put_json(prefix + "monitor_baseline.json", monitor_baseline)
     report: dict[str, Any] = {
         "dataset": problem.dataset,
@@ -191,6 +195,8 @@ def evaluate_models(ctx: RunContext, lake: Lake, registry: Registry) -> Evaluate
         )
     if schema.task is Task.BINARY and choice is not None:
         report["decision"] = _decision(choice, schema, spec, said[winner], y_holdout)
+    if fair is not None:
+        report["fairness"] = fair
     reports = run_prefix(Zone.REPORTS, problem.dataset, ctx.run_id)
     lake.put_json(reports + "evaluation.json", report)
     report_uri = lake.put_text(
@@ -254,6 +260,27 @@ def _candidate(
         "threshold": candidate.threshold,
         "search": {k: v for k, v in (search or {}).items() if k not in ("threshold", "status")},
     }
+
+
+def _fairness(
+    spec: ProblemSpec,
+    schema: ResolvedSchema,
+    lake: Lake,
+    feature_uris: FeaturesResult,
+    holdout_rows: pd.DataFrame,
+    y: pd.Series,
+    predictions: Predictions,
+) -> dict[str, Any] | None:
+    """The winner's fairness across the groups of each sensitive feature, on the holdout at
+    its decision threshold; the groups (bins, reference) are fixed on the training rows."""
+    if spec.fairness is None:
+        return None
+    train = lake.get_parquet(
+        feature_uris.prefix + "train_rows.parquet", columns=spec.fairness.sensitive_features
+    )
+    groups = fairness.groupings(train, schema, spec.fairness)
+    said = predictions.labels if schema.is_classification else predictions.values
+    return fairness.assess(holdout_rows, y.to_numpy(), said, schema, spec.fairness, groups)
 
 
 def _choice(search: dict[str, Any] | None) -> ThresholdChoice | None:

@@ -21,7 +21,7 @@ from botocore.exceptions import ClientError
 from mlcycle.adapters.capture import captured_since, labels
 from mlcycle.adapters.lake import Lake
 from mlcycle.adapters.registry import Registry
-from mlcycle.domain import monitor
+from mlcycle.domain import live_fairness, monitor
 from mlcycle.domain.attribution import attribution_drift, attribution_shares
 from mlcycle.domain.background import request_rows
 from mlcycle.domain.drift_report import render_drift_report
@@ -116,6 +116,7 @@ def monitor_dataset(
     now = now or datetime.now(UTC)
     predictions: Any = None
     joined: pd.DataFrame | None = None
+    fair: dict[str, Any] | None = None
     instances: list[dict[str, Any]] | pd.DataFrame = current if current is not None else []
     if current is None:
         records = [
@@ -137,6 +138,12 @@ def monitor_dataset(
                     (r["prediction"].get("probabilities") or {}).get(name) for r in served
                 ]
             joined = window.merge(truth, on="request_id")
+        if baseline.get("fairness"):  # the captured instances keep the sensitive fields
+            fair = live_fairness.from_records(
+                served, predictions, truth, schema, baseline["fairness"]
+            )
+    elif baseline.get("fairness"):
+        fair = {"note": "fairness is measured on captured traffic, not on a given file"}
     result = monitor.feature_drift(current, baseline, schema, limits, predictions=predictions)
     document = result.to_json()
     if joined is not None and len(joined):
@@ -158,6 +165,8 @@ def monitor_dataset(
     )
     if note:
         document["attribution_note"] = note
+    if fair is not None:
+        document["fairness"] = fair
     stamp = now.strftime("%Y%m%dT%H%M%SZ")
     prefix = f"{Zone.REPORTS.prefix}dataset={dataset}/monitor/{stamp}/"
     document["model_version"] = int(entry["version"])
@@ -307,6 +316,10 @@ def publish(
     live = document.get("live") or {}
     if live.get("metrics", {}).get(primary) is not None:
         data.append({"MetricName": "LiveMetric", "Value": float(live["metrics"][primary])})
+    # the worst judged group's min(DI, 1/DI): one alarm below min_disparate_impact
+    worst = (document.get("fairness") or {}).get("worst_disparate_impact")
+    if worst is not None:
+        data.append({"MetricName": "DisparateImpact", "Value": float(worst["value"])})
     for datum in data:
         datum.setdefault("Dimensions", dims)
         datum["Timestamp"] = at

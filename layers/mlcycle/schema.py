@@ -17,6 +17,8 @@ class ResolvedSchema(BaseModel):
     target: str
     features: dict[str, ColumnType]  # feature column -> type, in data order
     excluded: dict[str, str] = Field(default_factory=dict)  # column -> why it is not a feature
+    # fairness: column -> type; kept in the curated data (a feature or not), evaluated by group
+    sensitive: dict[str, ColumnType] = Field(default_factory=dict)
     classes: list[str] | None = None  # classification labels, sorted, as strings
     positive_class: str | None = None  # binary: the label scored as 1
     positive_class_reason: str | None = None  # why that one (the spec, or the minority)

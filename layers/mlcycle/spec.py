@@ -105,9 +105,7 @@ class FairnessPolicy(BaseModel):
     exclude_from_features: bool = Field(
         True, description="keep sensitive features out of the model's inputs (always evaluated)"
     )
-    min_group_size: int = Field(
-        30, ge=1, description="smaller groups are reported, never gated on"
-    )
+    min_group_size: int = Field(30, ge=1, description="smaller groups are reported, never gated on")
     min_disparate_impact: float | None = Field(0.8, gt=0, le=1)
     max_equal_opportunity_difference: float | None = Field(0.1, ge=0, le=1)
     max_accuracy_difference: float | None = Field(None, ge=0, le=1)

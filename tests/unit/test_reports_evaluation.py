@@ -9,6 +9,7 @@ import re
 from html.parser import HTMLParser
 
 import pytest
+from markupsafe import escape as html_escape
 
 from mlcycle.reports import render_evaluation
 from tests.reports_fixtures import HOSTILE, SECTIONS, evaluation_doc
@@ -109,7 +110,7 @@ def test_hostile_names_are_escaped() -> None:
 
 def test_absent_optional_parts_render_a_sentence() -> None:
     doc = copy.deepcopy(evaluation_doc("binary"))
-    for key in ("decision", "curves", "production", "classes"):
+    for key in ("decision", "curves", "production", "classes", "fairness"):
         doc.pop(key)
     doc["importance"]["features"] = []
     for c in doc["candidates"]:
@@ -124,6 +125,7 @@ def test_absent_optional_parts_render_a_sentence() -> None:
         "No model in production: nothing to compare.",
         "No search trials were recorded.",
         "No individual checks were recorded.",
+        "No fairness assessment: the spec names no sensitive features",
     ):
         assert sentence in html
     assert "<img" not in html
@@ -132,3 +134,30 @@ def test_absent_optional_parts_render_a_sentence() -> None:
     regression.pop("regression")
     regression["production"] = None
     assert "No holdout predictions were recorded" in render_evaluation(regression)
+
+
+def test_the_fairness_section_shows_groups_measures_limits_and_small_groups() -> None:
+    doc = evaluation_doc("binary_imbalanced")  # min_disparate_impact 1.0: it fails
+    html = render_evaluation(doc)
+    section = html.split('<section id="fairness">')[1].split("</section>")[0]
+    fair = doc["fairness"]
+    assert "Outside the fairness limits" in section
+    assert "DI within [1, 1]" in section
+    for violation in fair["violations"]:
+        assert html_escape(violation["reason"]) in section
+    clinic = fair["features"]["clinic"]
+    for g in clinic["groups"]:
+        assert f'<td class="n">{g["count"]}</td>' in section
+    small = [g["group"] for g in clinic["groups"] if g["small"]]
+    assert small
+    assert section.count('<span class="badge">small: not gated</span>') >= len(small)
+    for m in clinic["measures"]:
+        if m["DI"] is not None:
+            assert f"{m['DI']:.3g}" in section
+    assert '<img alt="rates by clinic"' in section
+    assert "has no positive labels" in section  # an undefined recall difference, said
+
+    passing = render_evaluation(evaluation_doc("binary")).split('<section id="fairness">')[1]
+    assert "Within the fairness limits" in passing.split("</section>")[0]
+    regression = render_evaluation(evaluation_doc("regression")).split('<section id="fairness">')[1]
+    assert "Reported, not gated" in regression.split("</section>")[0]

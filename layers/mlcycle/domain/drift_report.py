@@ -67,6 +67,9 @@ def render_drift_report(result_json: Json, *, title: str) -> str:
         parts.append(_card("prediction PSI", _fmt(prediction["psi"])))
     if live and live.get("value") is not None:
         parts.append(_card(f"live {live['primary_metric']}", _fmt(live["value"])))
+    worst = (r.get("fairness") or {}).get("worst_disparate_impact")
+    if worst:
+        parts.append(_card("worst disparate impact", _fmt(worst["DI"])))
     parts.append(_card("alarm", "yes" if r["alarm"] else "no"))
     parts.append("</div>")
 
@@ -101,6 +104,10 @@ def render_drift_report(result_json: Json, *, title: str) -> str:
         if live.get("reason"):
             note += f"; {live['reason']}"
         parts.append(f'<p class="muted">{e(note)}</p>')
+
+    if r.get("fairness"):
+        parts.append("<h2>Fairness across groups, live</h2>")
+        parts.append(_fairness_section(r["fairness"]))
 
     parts.append("<h2>What the model relies on, live against training</h2>")
     parts.append(_attribution_section(r.get("attribution"), r.get("attribution_note")))
@@ -186,6 +193,62 @@ def _attribution_section(a: Json | None, note: str | None) -> str:
         f"{sentence}<table style='width:auto'>{head}{''.join(rows)}</table>"
         f'<p class="muted">{e(caption)}</p>'
     )
+
+
+def _fairness_section(fair: Json) -> str:
+    """Per sensitive feature the window's groups: rows, selection rate (and the holdout's),
+    DI and DPPL against the reference; the worst DI, the violated limits, the labelled part."""
+    e = html.escape
+    if not fair.get("features"):
+        return f'<p class="muted">{e(str(fair.get("note") or "not measured"))}</p>'
+    parts = []
+    worst, low = fair.get("worst_disparate_impact"), fair["limits"].get("min_disparate_impact")
+    if fair.get("violations"):
+        items = "".join(f"<li>{e(v['reason'])}</li>" for v in fair["violations"])
+        parts.append(f'<div class="state alarm">Outside the fairness limits<ul>{items}</ul></div>')
+    elif worst is not None:
+        limit = f" (limit {_fmt(low)})" if low is not None else ""
+        parts.append(
+            f'<div class="state ok">worst disparate impact {_fmt(worst["DI"])}: '
+            f"{e(worst['feature'])}={e(worst['group'])}{limit}</div>"
+        )
+    for name, feature in fair["features"].items():
+        measures = {m["group"]: m for m in feature["measures"]}
+        rows = []
+        for g in feature["groups"]:
+            m = measures.get(g["group"], {})
+            small = ' <span class="badge">small</span>' if g["small"] else ""
+            ref = " (reference)" if g["group"] == feature["reference_group"] else ""
+            rate = g.get("selection_rate", g.get("mean_prediction"))
+            rows.append(
+                f"<tr><td>{e(g['group'])}{ref}{small}</td><td class=n>{g['count']:,}</td>"
+                f"<td class=n>{_fmt(rate)}</td>"
+                f"<td class=n>{_fmt(g.get('holdout_selection_rate'))}</td>"
+                f"<td class=n>{_fmt(m.get('DI'))}</td><td class=n>{_fmt(m.get('DPPL'))}</td></tr>"
+            )
+        head = (
+            f"<tr><th>{e(name)}</th><th>rows</th><th>selection rate</th><th>on the holdout</th>"
+            "<th>DI</th><th>DPPL</th></tr>"
+        )
+        parts.append(f"<table style='width:auto'>{head}{''.join(rows)}</table>")
+    labelled = fair.get("labelled")
+    note = fair.get("labelled_note") or ""
+    if labelled:
+        diffs = [
+            f"{e(feat_name)}={e(m['group'])}: recall difference "
+            f"{_fmt(m.get('recall_difference'))}, accuracy difference "
+            f"{_fmt(m.get('accuracy_difference'))}"
+            for feat_name, feature in labelled["features"].items()
+            for m in feature["measures"]
+        ]
+        parts.append(f"<p>On the labelled rows: {'; '.join(diffs)}.</p>")
+    notes = [str(n).rstrip(".") + "." for n in [*fair.get("notes", []), note] if n]
+    caption = (
+        "DI = the group's selection rate over the reference's; DPPL = the reference's minus "
+        "the group's; small groups are reported, never judged. " + " ".join(notes)
+    )
+    parts.append(f'<p class="muted">{e(caption)}</p>')
+    return "".join(parts)
 
 
 def _feature_stats(f: Json) -> list[tuple[str, str]]:

@@ -214,11 +214,13 @@ def gate(
     comparison: Comparison | None = None,
     policy: GatePolicy | None = None,
     decision_checks: Sequence[GateCheck] = (),
+    fairness_checks: Sequence[GateCheck] = (),
 ) -> GateVerdict:
     """Release gate: beat the dummy baseline, reach the threshold (if set), meet the
     decision's constraints, and be at least as good as production on the same holdout (if
     there is one): by the point estimates, or with `policy.confidence` by the paired
-    bootstrap `comparison`. A missing production metric fails closed: pass
+    bootstrap `comparison`; and stay within the fairness limits (`fairness_checks`, from
+    `mlcycle.domain.fairness.gate_checks`). A missing production metric fails closed: pass
     `production_metrics=None` when there is nothing to compare."""
     larger = larger_is_better(primary_metric)
     value = winner_metrics.get(primary_metric)
@@ -254,6 +256,7 @@ def gate(
             checks.append(_production_check(value, prod, larger, name, comparison, policy))
 
     checks.extend(decision_checks)
+    checks.extend(fairness_checks)
     failed = [c for c in checks if not c.passed]
     shown = failed or checks
     return GateVerdict(

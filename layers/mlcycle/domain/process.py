@@ -48,6 +48,7 @@ TEXT_MIN_DISTINCT = 100
 TEXT_SHARE = 0.5
 MIN_ROWS = 10
 REJECT_REASON = "_reject_reason"
+SENSITIVE_REASON: Final = "sensitive feature (fairness.exclude_from_features)"
 DATETIME_DTYPE: Final = "datetime64[us]"
 TEXT_DTYPE: Final = "str"
 PARQUET_COMPRESSION: Final = "zstd"
@@ -461,6 +462,12 @@ def _resolve(frame: _Frame, spec: ProblemSpec, pool: Executor | None = None) -> 
     unknown = [c for c in spec.column_types if c not in columns]
     if unknown:
         raise BadInputError(_not_found("column_types: the column(s)", unknown, columns))
+    sensitive = spec.fairness.sensitive_features if spec.fairness else []
+    absent = [c for c in sensitive if c not in columns]
+    if absent:
+        raise BadInputError(
+            _not_found("fairness.sensitive_features: the column(s)", absent, columns)
+        )
 
     automatic = spec.features is None
     candidates = [
@@ -514,9 +521,10 @@ def _resolve(frame: _Frame, spec: ProblemSpec, pool: Executor | None = None) -> 
                 excluded[name] = reason
             else:
                 features[name] = typ
-        if not features:
-            why = "; ".join(f"{c}: {r}" for c, r in excluded.items()) or "no other columns"
-            raise BadInputError(f"no usable feature columns besides the target ({why})")
+    groups = _sensitive(frame, spec, features, excluded)
+    if not features:
+        why = "; ".join(f"{c}: {r}" for c, r in excluded.items()) or "no other columns"
+        raise BadInputError(f"no usable feature columns besides the target ({why})")
 
     return ResolvedSchema(
         dataset=spec.dataset,
@@ -524,10 +532,38 @@ def _resolve(frame: _Frame, spec: ProblemSpec, pool: Executor | None = None) -> 
         target=spec.target,
         features=features,
         excluded=excluded,
+        sensitive=groups,
         classes=classes,
         positive_class=positive_class,
         positive_class_reason=positive_reason,
     )
+
+
+def _sensitive(
+    frame: _Frame, spec: ProblemSpec, features: dict[str, ColumnType], excluded: dict[str, str]
+) -> dict[str, ColumnType]:
+    """The fairness section's columns and their types; by default kept out of `features`
+    (in place, with the reason in `excluded`), though the curated data always keeps them."""
+    policy = spec.fairness
+    if policy is None:
+        return {}
+    out: dict[str, ColumnType] = {}
+    for name in policy.sensitive_features:
+        typ = features.get(name) or spec.column_types.get(name) or frame[name].inferred
+        if typ is ColumnType.DATETIME:
+            raise BadInputError(
+                f"fairness.sensitive_features: {name!r} holds dates; groups need a categorical "
+                "or numeric column (set column_types)"
+            )
+        if name in policy.bins and typ is not ColumnType.NUMERIC:
+            raise BadInputError(
+                f"fairness.bins.{name}: {name!r} is {typ.value}; bins apply to numeric columns"
+            )
+        out[name] = typ
+        if policy.exclude_from_features:
+            features.pop(name, None)
+            excluded[name] = SENSITIVE_REASON
+    return out
 
 
 def _class_counts(column: _Column) -> dict[str, int]:
@@ -675,12 +711,14 @@ class _Cleaned:
 
 
 def _clean(frame: _Frame, schema: ResolvedSchema, pool: Executor | None = None) -> _Cleaned:
-    needed = [*schema.features, schema.target]
+    # the sensitive columns are curated too (typed like features), so they can be evaluated
+    kinds = {**schema.features, **schema.sensitive}
+    needed = [*kinds, schema.target]
     missing = [c for c in needed if c not in frame.columns]
     if missing:
         raise BadInputError(_not_found("the schema's column(s)", missing, list(frame.columns)))
     rows_in = frame.n
-    features = list(schema.features.items())
+    features = list(kinds.items())
     coercions = _each(pool, lambda item: _coerce_column(frame[item[0]], item[1]), features)
     duplicated = _duplicated(frame)
     duplicates = 0 if duplicated is None else int(duplicated.sum())
@@ -728,7 +766,7 @@ def _clean(frame: _Frame, schema: ResolvedSchema, pool: Executor | None = None) 
         parts = ", ".join(f"{why} ({n})" for why, n in reason_counts.items())
         notes.append(f"moved {len(reasons)} row(s) to quarantine: {parts}")
     for name, n in coerced.items():
-        kind = "numbers" if schema.features[name] is ColumnType.NUMERIC else "dates"
+        kind = "numbers" if kinds[name] is ColumnType.NUMERIC else "dates"
         notes.append(f"{name!r}: {n} value(s) could not be read as {kind} and became empty")
 
     if not good_rows:

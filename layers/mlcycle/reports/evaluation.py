@@ -16,6 +16,7 @@ from matplotlib.figure import Figure
 
 from mlcycle.reports import figures as f
 from mlcycle.reports.explanations import explanations_context
+from mlcycle.reports.fairness import fairness_context
 from mlcycle.reports.render import fmt, render
 
 Json = dict[str, Any]
@@ -41,6 +42,7 @@ def evaluation_context(doc: Json) -> Json:
         "errors": _errors(doc),
         "importance": _importance(doc),
         "explanations": explanations_context(doc),
+        "fairness": fairness_context(doc),
         "production": _production(doc),
         "serving": _serving(doc),
     }
