@@ -73,7 +73,10 @@ ACCESS: dict[str, Access] = {
         writes=(Zone.MODELS, Zone.RUNS, Zone.REPORTS),
         table="read",
     ),
-    "register_model": Access(reads=(Zone.RUNS, Zone.MODELS), writes=(Zone.MODELS,), table="write"),
+    # its model card goes beside the evaluation report (reports/.../model_card.json, .html)
+    "register_model": Access(
+        reads=(Zone.RUNS, Zone.MODELS), writes=(Zone.MODELS, Zone.REPORTS), table="write"
+    ),
     # The stages that end a run rewrite the lake's index page (reports/index.html).
     "request_approval": Access(writes=(Zone.RUNS,), table="write"),
     "release_model": Access(

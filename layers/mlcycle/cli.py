@@ -105,11 +105,13 @@ def _parser() -> argparse.ArgumentParser:
     _from_option(promote)
     promote.add_argument("name")
     promote.add_argument("version", type=int)
+    promote.add_argument("--reason", default="promoted by hand", help="for the audit trail")
     rollback = commands.add_parser(
         "rollback", help="end a canary, or put the previous version back into production"
     )
     _from_option(rollback)
     rollback.add_argument("name")
+    rollback.add_argument("--reason", default="rolled back by hand", help="for the audit trail")
     for verb, what in (("approve", "release"), ("reject", "never serve")):
         decide = commands.add_parser(
             verb,

@@ -18,6 +18,7 @@ import pandas as pd
 from mlcycle.adapters.executions import start_once
 from mlcycle.adapters.lake import Lake
 from mlcycle.adapters.registry import Registry, now_iso
+from mlcycle.cards import model_card_uris, write_model_card
 from mlcycle.context import (
     CollectResult,
     ExploreResult,
@@ -30,7 +31,7 @@ from mlcycle.context import (
     Source,
     required,
 )
-from mlcycle.domain import explore, features, process, tables
+from mlcycle.domain import explore, fairness, features, process, tables
 from mlcycle.domain.metrics import evaluation_contract
 from mlcycle.errors import SpecError
 from mlcycle.lake_index import publish_index
@@ -307,6 +308,10 @@ def register_model(
         "positive_class": schema.positive_class,
         "threshold": evaluated.threshold,
         "top_features": evaluated.top_features,
+        # per sensitive feature the measures against its reference group, and the verdict
+        "fairness": fairness.registry_summary(
+            lake.get_json(evaluated.evaluation_uri).get("fairness")
+        ),
         "primary_metric": required(ctx.metrics, "define_metrics").primary_metric,
         "gate": evaluated.gate.model_dump(),
         "run_id": ctx.run_id,
@@ -331,6 +336,8 @@ def register_model(
             "evaluation_uri": evaluated.evaluation_uri,
             "report_uri": evaluated.report_uri,
             "profile_uri": required(ctx.explore, "explore_data").profile_uri,
+            # the version's model card: its place is known now, it is written below
+            **model_card_uris(lake, problem.dataset, ctx.run_id),
         },
     }
     version = registry.register(problem.dataset, entry)
@@ -342,6 +349,10 @@ def register_model(
         version=version,
         metrics=dict(evaluated.metrics),
         top_features=list(evaluated.top_features),
+        model_card={
+            "json": entry["artifacts"]["model_card_uri"],
+            "html": entry["artifacts"]["model_card_report_uri"],
+        },
     )
     prefix = version_prefix(problem.dataset, version)
     lake.put_bytes(prefix + ONNX_FILE, onnx_bytes, content_type="application/octet-stream")
@@ -351,8 +362,12 @@ def register_model(
             lake.get_bytes(evaluated.background_uri),
             content_type="application/json",
         )
+    # the card names the version, so it is written now; before the manifest, so a served
+    # version always has one
+    spec = run_spec(ctx, lake)
+    write_model_card(ctx, lake, registry, version, spec=spec, schema=schema)
     lake.put_json(prefix + MANIFEST_FILE, served.to_json())
-    release = run_spec(ctx, lake).release
+    release = spec.release
     return RegisterResult(
         model_version=version,
         stage=stage,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import os
 import re
 import shutil
@@ -19,7 +20,9 @@ import numpy as np
 import pytest
 from matplotlib import image
 
-from mlcycle.reports import build_listing, render_evaluation, render_index
+from mlcycle.domain.model_card import SECTIONS as CARD_SECTIONS
+from mlcycle.reports import build_listing, render_evaluation, render_index, render_model_card
+from tests.card_fixtures import model_card_doc
 from tests.reports_fixtures import SECTIONS, evaluation_doc
 
 CHROMIUM = shutil.which("chromium")
@@ -67,6 +70,11 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
         path.parent.mkdir(parents=True)
         path.write_text(render_evaluation(doc), encoding="utf-8")
         keys.append(key)
+        # the version's model card beside it, as register_model writes it
+        card = model_card_doc(kind)
+        (path.parent / "model_card.json").write_text(json.dumps(card), encoding="utf-8")
+        (path.parent / "model_card.html").write_text(render_model_card(card), encoding="utf-8")
+        keys.append(key.replace("evaluation.html", "model_card.html"))
         runs.append(
             {
                 "dataset": doc["dataset"],
@@ -161,8 +169,27 @@ def test_the_index_page_links_every_page(site: Path, tmp_path: Path) -> None:
     page = site / "index.html"
     dom = _open(tmp_path, page, "index")
     hrefs = re.findall(r'<a href="(lake/[^"]+)"', dom)
-    assert len(hrefs) == 2 * len(KINDS) + 2  # each run's and version's evaluation, 2 others
+    # each run's and version's evaluation, each version's card, 2 others
+    assert len(hrefs) == 3 * len(KINDS) + 2
     for href in hrefs:
         assert (site / href).is_file(), href
     assert "FAILED" in dom
     assert "process_data: SchemaError: no rows" in dom
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_the_model_card_renders_and_links_its_neighbours(
+    site: Path, kind: str, tmp_path: Path
+) -> None:
+    doc = evaluation_doc(kind)
+    page = site / "lake" / f"reports/dataset={doc['dataset']}/run={doc['run_id']}/model_card.html"
+    dom = _open(tmp_path, page, f"model-card-{kind}")
+    assert re.findall(r'<section id="([^"]+)"', dom) == list(CARD_SECTIONS)
+    # the evaluation report and the card's JSON sit beside it (a profile only for some runs)
+    hrefs = re.findall(r'<a href="([^"]+)"', dom)
+    assert {"evaluation.html", "model_card.json"} <= set(hrefs)
+    for href in ("evaluation.html", "model_card.json"):
+        assert (page.parent / href).is_file()
+    (chart,) = re.findall(r'<img alt="[^"]*" src="([^"]+)"', dom)  # the top features
+    pixels = image.imread(io.BytesIO(base64.b64decode(chart.split(",", 1)[1])), format="png")
+    assert pixels[..., :3].std() > 0.01, "an empty plot"

@@ -20,6 +20,13 @@ from tests.conftest import EXAMPLES, LIFECYCLE_STAGES
 pytestmark = pytest.mark.slow
 
 ALL_STAGES = LIFECYCLE_STAGES
+CARD = """
+card:
+  owner: retention-team
+  intended_uses: [monthly campaign targeting]
+  out_of_scope_uses: [pricing]
+  risk_rating: medium
+"""
 
 
 def _run_dir(outcome: RunOutcome, zone: str) -> Path:
@@ -37,10 +44,14 @@ def _assert_succeeded(outcome: RunOutcome, *, canary: bool = False) -> None:
     assert run_json["model_version"] == outcome.model_version
 
 
-def test_binary_churn_matches_a_careful_scikit_learn_baseline(tmp_path: Path) -> None:
+def test_binary_churn_matches_a_careful_scikit_learn_baseline(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    spec = tmp_path / "customer-churn.yaml"  # the demo's spec, with what people know
+    spec.write_text((EXAMPLES / "customer-churn.yaml").read_text() + CARD)
     outcome = run_local(
         EXAMPLES / "customer-churn.csv",
-        spec_file=EXAMPLES / "customer-churn.yaml",
+        spec_file=spec,
         trials=1,  # the defaults: tests/e2e/test_decisions.py runs a search end to end
         out_dir=tmp_path,
     )
@@ -91,6 +102,40 @@ def test_binary_churn_matches_a_careful_scikit_learn_baseline(tmp_path: Path) ->
         assert set(explanation["contributions"]) == set(features)
         total = explanation["base_value"] + sum(explanation["contributions"].values())
         assert abs(total - explanation["output"]) <= 1e-6
+
+    # The version's model card: linked from the registry, the endpoint and `mlcycle models`.
+    card_uri = version["artifacts"]["model_card_uri"]
+    page_uri = version["artifacts"]["model_card_report_uri"]
+    reports = _run_dir(outcome, "reports")  # beside the evaluation report and the profile
+    key = reports.relative_to(Path(outcome.out_dir, "lake")).as_posix()
+    assert card_uri.endswith(f"/{key}/model_card.json")
+    assert page_uri.endswith(f"/{key}/model_card.html")
+    card = json.loads((reports / "model_card.json").read_text())
+    details = card["additional_information"]["custom_details"]
+    assert (details["model_name"], details["model_version"]) == ("customer-churn", "1")
+    assert card["model_overview"]["model_owner"] == "retention-team"
+    assert card["intended_uses"]["risk_rating"] == "Medium"
+    assert details["data_sha256"] == version["lineage"]["sha256"]
+    assert details["excluded_columns"].startswith("customer_id: id-like")
+    holdout = card["evaluation_details"][0]
+    roc_auc = next(g for g in holdout["metric_groups"] if g["name"] == "roc_auc")
+    assert roc_auc["metric_data"][0]["value"] == version["metrics"]["roc_auc"]
+    page = (reports / "model_card.html").read_text()
+    assert "retention-team" in page
+    assert "not stated in the spec's <code>card:</code> (<code>caveats</code>)" in page
+    for neighbour in ("evaluation.html", "profile.html", "model_card.json"):
+        assert f'<a href="{neighbour}">' in page
+        assert (reports / neighbour).is_file()
+    with LocalEndpoint(Path(outcome.out_dir)) as endpoint:
+        status, described = endpoint.request("GET", "/v1/models/customer-churn")
+    assert status == 200, described
+    assert described["model_card"] == {"json": card_uri, "html": page_uri}
+    index = Path(outcome.out_dir, "index.html").read_text()
+    assert "/model_card.html" in index
+    capsys.readouterr()
+    assert main(["models", "--from", str(outcome.out_dir)]) == 0
+    printed = capsys.readouterr().out
+    assert f"customer-churn v1 model card: {reports / 'model_card.html'}" in printed
 
 
 def test_multiclass_penguins_with_missing_values(tmp_path: Path) -> None:

@@ -115,6 +115,9 @@ def _object_prefixes(statements: list[dict[str, Any]], action: str) -> set[str]:
         ("PipelineProcessDataRole", {"raw", "runs"}, {"curated", "runs", "quarantine"}),
         ("PipelineTrainModelRole", {"features", "runs"}, {"models"}),
         ("EndpointPredictRole", {"models"}, {"capture"}),
+        # the model card goes beside the evaluation report
+        ("PipelineRegisterModelRole", {"runs", "models"}, {"models", "reports"}),
+        ("PipelineRequestApprovalRole", set(), {"runs"}),
         # the stages that end a run rewrite reports/index.html
         ("PipelineReleaseModelRole", {"runs", "reports"}, {"reports"}),
         ("PipelineJudgeCanaryRole", {"capture", "runs", "reports"}, {"runs", "reports"}),

@@ -64,8 +64,8 @@ def run_upload(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
     captured: dict[str, Any] = {}
     follow = runner.follow_execution
 
-    def spy(deployment: Any, session: Any, arn: str, *args: Any) -> RunOutcome:
-        outcome = follow(deployment, session, arn, *args)
+    def spy(deployment: Any, session: Any, arn: str, *args: Any, **kwargs: Any) -> RunOutcome:
+        outcome = follow(deployment, session, arn, *args, **kwargs)
         output = session.client("stepfunctions").describe_execution(executionArn=arn)
         captured["context"] = json.loads(output.get("output") or "{}")
         return outcome

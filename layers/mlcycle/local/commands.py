@@ -17,6 +17,7 @@ from mlcycle.adapters.registry import Registry
 from mlcycle.approval import ApprovalError, decide
 from mlcycle.deployed import StackError, deployed_registry
 from mlcycle.domain.tables import read_table
+from mlcycle.lake_layout import split_uri
 from mlcycle.local.approvals import Decision, decide_local, history_local, local_actor
 from mlcycle.local.operations import MonitorOutcome, monitor_local
 from mlcycle.local.runner import StageOutcome, local_aws, run_local
@@ -159,6 +160,13 @@ def models(console: Console, args: argparse.Namespace) -> int:
             f"{lineage.get('source', {}).get('key', '')} ({lineage.get('sha256', '')[:12]})",
         )
     console.print(table)
+    for item in sorted(
+        (i for i in items if (i.get("artifacts") or {}).get("model_card_report_uri")),
+        key=lambda i: (i["dataset"], i["version"]),
+    ):
+        # the lake is exported to DIR/lake/<key>, so the card opens from there
+        page = args.source / "lake" / split_uri(item["artifacts"]["model_card_report_uri"])[1]
+        console.print(f"{item['dataset']} v{item['version']} model card: {page}")
     for pk, release in sorted(releases.items()):
         canary = release.get("canary_version")
         extra = f", canary v{canary} at {release.get('canary_weight')}" if canary else ""
@@ -170,7 +178,9 @@ def models(console: Console, args: argparse.Namespace) -> int:
 
 def _by_hand(console: Console, args: argparse.Namespace, action: Callable[[Registry], str]) -> int:
     with local_aws(args.source) as aws:
-        registry = Registry(aws.session.client("dynamodb"), aws.deployment.registry_table)
+        registry = Registry(
+            aws.session.client("dynamodb"), aws.deployment.registry_table, actor=local_actor()
+        )
         try:
             console.print(action(registry))
         except ReleaseConflictError as error:
@@ -183,13 +193,13 @@ def promote(console: Console, args: argparse.Namespace) -> int:
     return _by_hand(
         console,
         args,
-        lambda registry: promote_by_hand(registry, args.name, args.version, "promoted by hand"),
+        lambda registry: promote_by_hand(registry, args.name, args.version, args.reason),
     )
 
 
 def rollback(console: Console, args: argparse.Namespace) -> int:
     return _by_hand(
-        console, args, lambda registry: rollback_by_hand(registry, args.name, "rolled back by hand")
+        console, args, lambda registry: rollback_by_hand(registry, args.name, args.reason)
     )
 
 

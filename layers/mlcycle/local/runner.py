@@ -560,6 +560,8 @@ def _reports(out_dir: Path, outcome: RunOutcome) -> dict[str, Path]:
             found["profile"] = path
         elif path.name == "evaluation.html":
             found["evaluation"] = path
+        elif path.name == "model_card.html":
+            found["model_card"] = path
         elif path.name == "error.json":
             found["error"] = path
     return found

@@ -6,6 +6,7 @@ page can be rebuilt from the stored JSON at any time.
 
 from mlcycle.reports.evaluation import render_evaluation
 from mlcycle.reports.index import build_listing, render_index
+from mlcycle.reports.model_card import render_model_card
 from mlcycle.reports.render import render
 
-__all__ = ["build_listing", "render", "render_evaluation", "render_index"]
+__all__ = ["build_listing", "render", "render_evaluation", "render_index", "render_model_card"]

@@ -18,7 +18,8 @@ under `reports/` into the listing; `render_index(listing)` draws it. The listing
         "versions": [                           # newest first
           {"version": int, "stage": str | None, "algorithm": str | None, "run_id": str | None,
            "primary_metric": str | None, "metric_value": float | None,
-           "created_at": str | None, "evaluation_href": str | None}],
+           "created_at": str | None, "evaluation_href": str | None,
+           "card_href": str | None}],             # the version's model card
         "drift": [                              # newest first, at most MAX_DRIFT_REPORTS
           {"stamp": str, "time": str, "href": str, "model_version": int | None,
            "alarm": bool | None, "enough_samples": bool | None,     # None: no drift.json given
@@ -43,7 +44,7 @@ MAX_DRIFT_REPORTS = 10
 _REPORTS = "reports/"
 _RUN_PAGE = re.compile(
     r"reports/dataset=(?P<dataset>[^/]+)/(?:dt=[^/]+/)?run=(?P<run>[^/]+)/"
-    r"(?P<page>profile|evaluation)\.html"
+    r"(?P<page>profile|evaluation|model_card)\.html"
 )
 _DRIFT_PAGE = re.compile(r"reports/dataset=(?P<dataset>[^/]+)/monitor/(?P<stamp>[^/]+)/drift\.html")
 _STAMP = re.compile(r"(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z")
@@ -106,6 +107,7 @@ def build_listing(
                 "metric_value": _metric(v.get("metrics"), primary),
                 "created_at": v.get("created_at"),
                 "evaluation_href": pages.get((name, str(run_id)), {}).get("evaluation"),
+                "card_href": pages.get((name, str(run_id)), {}).get("model_card"),
             }
         )
 

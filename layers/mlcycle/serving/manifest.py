@@ -62,6 +62,8 @@ class Manifest:
     excluded: list[str] = field(default_factory=list)  # columns the data had, not features
     # what the model relies on most ({"name", "share"} of attribution on the holdout)
     top_features: list[dict[str, Any]] = field(default_factory=list)
+    # the version's model card: {"json": model_card.json URI, "html": model_card.html URI}
+    model_card: dict[str, str] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

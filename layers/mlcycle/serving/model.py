@@ -125,6 +125,8 @@ class LoadedModel:
             info["threshold"] = manifest.threshold
         if manifest.top_features:
             info["top_features"] = [dict(f) for f in manifest.top_features]
+        if manifest.model_card:
+            info["model_card"] = dict(manifest.model_card)
         if manifest.parity is not None:
             info["parity"] = {
                 "rows": manifest.parity.rows,
