@@ -133,6 +133,16 @@ def test_arrests_fairness_agrees_everywhere_and_matches_fairlearn(tmp_path: Path
     assert registered["passed"] is True
     html = Path(outcome.out_dir, outcome.reports["evaluation"]).read_text()
     section = html.split('<section id="fairness">')[1].split("</section>")[0]
+    card = json.loads(
+        Path(outcome.out_dir, outcome.reports["model_card"]).with_suffix(".json").read_text()
+    )
+    carded = {
+        e["name"].removeprefix("fairness: "): {
+            g["name"]: {m["name"]: m["value"] for m in g["metric_data"]} for g in e["metric_groups"]
+        }
+        for e in card["evaluation_details"]
+        if e["name"].startswith("fairness: ")
+    }
     for name, labels in groups.items():
         frame = MetricFrame(
             metrics={
@@ -157,6 +167,11 @@ def test_arrests_fairness_agrees_everywhere_and_matches_fairlearn(tmp_path: Path
                 if g[key] is not None:
                     assert g[key] == pytest.approx(row[key], abs=1e-12), (name, g["group"], key)
             assert f'<td class="n">{g["count"]:,}</td>' in section
+            assert carded[name][g["group"]]["count"] == g["count"]  # the model card agrees
+            if g["selection_rate"] is not None:
+                assert carded[name][g["group"]]["selection_rate"] == pytest.approx(
+                    g["selection_rate"]
+                )
         a = frame.loc[reference]
         entry = {m["group"]: m for m in registered["features"][name]["measures"]}
         for m in feature["measures"]:
@@ -169,6 +184,7 @@ def test_arrests_fairness_agrees_everywhere_and_matches_fairlearn(tmp_path: Path
             # the registry and the page say the same
             assert entry[m["group"]]["DI"] == pytest.approx(m["DI"])
             assert entry[m["group"]]["recall_difference"] == pytest.approx(m["recall_difference"])
+            assert carded[name][m["group"]]["DI"] == pytest.approx(m["DI"])
             assert re.search(rf">{m['DI']:.3g}\b", section), (name, m["group"])
     assert fair["features"]["colour"]["reference_group"] == "White"
     assert fair["features"]["sex"]["reference_group"] == "Male"  # the largest group
