@@ -9,6 +9,7 @@ from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as actions
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_sns as sns
@@ -32,7 +33,14 @@ MONITOR_ACCESS = Access(
     scans_table=True,
     metrics_namespace=NAMESPACE,
 )
-RETRAIN_ACCESS = Access(table="read")
+# Retraining reads what production saw (captured requests and their late labels) and the
+# upload, keeps the labeled traffic it learns from in the raw zone, records its decision.
+RETRAIN_ACCESS = Access(
+    reads=(Zone.LANDING, Zone.SPECS, Zone.CAPTURE, Zone.LABELS),
+    writes=(Zone.RAW,),
+    lists=(Zone.SPECS, Zone.CAPTURE, Zone.LABELS),
+    table="write",
+)
 
 
 def retrain_alarm_prefix(stack_name: str) -> str:
@@ -78,6 +86,16 @@ class Monitoring(Construct):
         self.retrain = functions.create(self, "retrain", RETRAIN_ACCESS)
         self.retrain.add_environment("STATE_MACHINE_ARN", state_machine.state_machine_arn)
         state_machine.grant_start_execution(self.retrain)
+        # A retraining skipped for want of new data is told to a person.
+        self.retrain.add_environment("NOTIFICATIONS_TOPIC_ARN", self.topic.topic_arn)
+        self.retrain.add_to_role_policy(
+            iam.PolicyStatement(actions=["sns:Publish"], resources=[self.topic.topic_arn])
+        )
+        self.retrain.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=["kms:GenerateDataKey", "kms:Decrypt"], resources=[key.key_arn]
+            )
+        )
         self.retrain_rule = events.Rule(
             self,
             "RetrainOnAlarm",

@@ -1,12 +1,13 @@
 """Retraining: a drift or quality alarm entering ALARM starts a run on the dataset's latest
-data (the upload of its latest successful run)."""
+upload plus the labeled traffic production saw since, unless nothing is new."""
 
+import os
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from mlcycle import retraining
-from mlcycle.runtime import client, logger, registry, settings, stage_handler
+from mlcycle.runtime import client, lake, logger, registry, settings, stage_handler
 
 
 class AlarmStateChange(BaseModel):
@@ -19,13 +20,19 @@ class AlarmStateChange(BaseModel):
     detail: dict[str, Any]
 
 
+def _notify(subject: str, message: str) -> None:
+    client("sns").publish(
+        TopicArn=os.environ["NOTIFICATIONS_TOPIC_ARN"], Subject=subject, Message=message
+    )
+
+
 @stage_handler("retrain", event_model=AlarmStateChange)
 def lambda_handler(event: AlarmStateChange) -> dict[str, Any]:
     state_machine_arn = settings().state_machine_arn
     if state_machine_arn is None:
         raise RuntimeError("STATE_MACHINE_ARN is not set on this function")
     result = retraining.retrain_on_alarm(
-        event.detail, registry(), client("stepfunctions"), state_machine_arn
+        event.detail, registry(), client("stepfunctions"), state_machine_arn, lake(), _notify
     )
     logger.info("retraining", extra={"retrain": result})
     return result

@@ -98,7 +98,12 @@ def _parser() -> argparse.ArgumentParser:
         help="the whole loop on the bundled data: drifted traffic, alarm, retraining, release",
     )
     _from_option(simulate)
-    simulate.add_argument("--rows", type=int, default=400, help="drifted requests to send")
+    simulate.add_argument("--rows", type=int, default=1000, help="drifted requests to send")
+    simulate.add_argument(
+        "--no-labels",
+        action="store_true",
+        help="no labels arrive for the drifted traffic: the alarm finds nothing new to learn",
+    )
     models = commands.add_parser("models", help="the registry: versions, stages, metrics, lineage")
     _from_option(models)
     promote = commands.add_parser("promote", help="make a registered version production by hand")

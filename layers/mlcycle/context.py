@@ -32,6 +32,21 @@ class Source(_Model):
     size: int | None = None
 
 
+class TrafficSource(_Model):
+    """Labeled production traffic a retraining run learns from, beside the upload: the older
+    rows train (with the upload's), the most recent are held back to judge both models."""
+
+    uri: str  # Parquet: the instances' fields, the target, capture time and request id
+    recent_uri: str | None  # the held-back slice; None when too little traffic to hold back
+    rows: int
+    recent_rows: int
+    first_at: str | None
+    last_at: str | None
+    requests: int  # served requests in the window, labeled or not
+    unlabeled: int
+    since: str  # traffic from this time on (the upload's, or the window's start)
+
+
 class ProblemResult(_Model):
     dataset: str
     spec_uri: str  # the validated spec, frozen for this run
@@ -60,6 +75,8 @@ class ProcessResult(_Model):
     rejected_uri: str | None = None
     duplicates_dropped: int = 0
     notes: list[str] = Field(default_factory=list)
+    # a retraining run: its labeled traffic typed by the schema (uri, rows, what was dropped)
+    traffic: dict[str, Any] | None = None
 
 
 class MetricsResult(_Model):
@@ -85,6 +102,8 @@ class FeaturesResult(_Model):
     train_rows: int
     holdout_rows: int
     candidates: list[Algorithm]
+    # a retraining run: the labeled traffic rows added to training, and those left out
+    traffic: dict[str, Any] | None = None
 
 
 class CandidateResult(_Model):
@@ -162,6 +181,7 @@ class StageError(_Model):
 class RunContext(_Model):
     run_id: str
     source: Source
+    traffic: TrafficSource | None = None  # a retraining run's labeled traffic
     problem: ProblemResult | None = None
     collect: CollectResult | None = None
     process: ProcessResult | None = None

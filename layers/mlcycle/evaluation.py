@@ -5,7 +5,7 @@ artifact, and the evaluation report (`reports/.../evaluation.json` and `.html`).
 from __future__ import annotations
 
 import hashlib
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -18,13 +18,15 @@ from mlcycle.domain import bootstrap, diagnostics, export, fairness, live_fairne
 from mlcycle.domain import evaluate as evaluation
 from mlcycle.domain.background import background_summary
 from mlcycle.domain.decision import ThresholdChoice
-from mlcycle.domain.evaluate import Predictions
+from mlcycle.domain.evaluate import GateCheck, Predictions
 from mlcycle.domain.global_explanations import (
     attribution_baseline,
     global_explanations,
     top_features,
 )
+from mlcycle.domain.traffic import TIME_COLUMN
 from mlcycle.lake_layout import Zone, run_prefix
+from mlcycle.monitoring import window_frame
 from mlcycle.reports import render_evaluation
 from mlcycle.schema import ResolvedSchema
 from mlcycle.serving.manifest import BACKGROUND_FILE, MANIFEST_FILE, ONNX_FILE
@@ -84,6 +86,10 @@ def evaluate_models(ctx: RunContext, lake: Lake, registry: Registry) -> Evaluate
             seed=spec.seed,
         )
     fair = _fairness(spec, schema, lake, feature_uris, holdout_rows, y_holdout, said[winner])
+    pipeline = evaluation.serving_pipeline(
+        lake.get_artifact(feature_uris.transformer_uri), models[winner]
+    )
+    recent = _recent(ctx, lake, registry, schema, spec, primary.primary_metric, pipeline, threshold)
     verdict = evaluation.gate(
         primary_metric=primary.primary_metric,
         winner_metrics=scores[winner],
@@ -95,9 +101,7 @@ def evaluate_models(ctx: RunContext, lake: Lake, registry: Registry) -> Evaluate
         policy=spec.gate,
         decision_checks=evaluation.decision_checks(choice, scores[winner], spec.decision),
         fairness_checks=fairness.gate_checks(fair),
-    )
-    pipeline = evaluation.serving_pipeline(
-        lake.get_artifact(feature_uris.transformer_uri), models[winner]
+        recent_check=recent.check if recent else None,
     )
     # The serving artifact: one ONNX graph, proven on every holdout row before anything is
     # stored; a ParityError fails the run, so a model that fails parity is never registered.
@@ -184,6 +188,8 @@ def evaluate_models(ctx: RunContext, lake: Lake, registry: Registry) -> Evaluate
         "parity": asdict(parity),
         "onnx": {"uri": onnx_uri, "bytes": len(onnx_bytes), "sha256": onnx_sha256},
     }
+    if recent is not None:
+        report["recent"] = recent.to_json()
     if schema.is_classification:
         assert winner_said.probabilities is not None
         report["curves"] = diagnostics.classification_curves(
@@ -361,3 +367,93 @@ def _production(
         # its own recorded metrics are the fairest comparison left.
         return version, dict(entry.get("metrics") or {}), None
     return version, evaluation.prediction_metrics(said, holdout[schema.target], schema), said
+
+
+@dataclass
+class RecentSlice:
+    """Challenger and production on the latest labeled traffic, which neither trained on."""
+
+    rows: int
+    first_at: str | None
+    last_at: str | None
+    production_version: int
+    challenger: dict[str, float]
+    production: dict[str, float]
+    comparison: bootstrap.Comparison
+    check: GateCheck
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "rows": self.rows,
+            "first_at": self.first_at,
+            "last_at": self.last_at,
+            "production_version": self.production_version,
+            "challenger": self.challenger,
+            "production": self.production,
+            "comparison": self.comparison.to_json(),
+            "passed": self.check.passed,
+            "detail": self.check.detail,
+        }
+
+
+def _recent(
+    ctx: RunContext,
+    lake: Lake,
+    registry: Registry,
+    schema: ResolvedSchema,
+    spec: ProblemSpec,
+    metric: str,
+    pipeline: Any,
+    threshold: float | None,
+) -> RecentSlice | None:
+    """A retraining run's second judgement: both models on the held-back recent traffic."""
+    traffic = ctx.traffic
+    dataset = required(ctx.problem, "define_problem").dataset
+    release = registry.get_release(dataset) or {}
+    if traffic is None or traffic.recent_uri is None or release.get("production_version") is None:
+        return None
+    version = int(release["production_version"])
+    entry = registry.get_version(dataset, version) or {}
+    rows = lake.get_parquet(traffic.recent_uri)
+    truth = rows[schema.target]
+    if schema.is_classification:  # a label the model does not know cannot be scored
+        truth = truth.astype(str)
+        rows, truth = (
+            rows[truth.isin(schema.classes or [])],
+            truth[truth.isin(schema.classes or [])],
+        )
+    if len(rows) < 2:
+        return None
+    frame = window_frame([{"instance": r} for r in rows.to_dict(orient="records")], schema)
+    production_threshold = entry.get("threshold")
+    challenger = evaluation.predict(pipeline, frame, schema, threshold)
+    production = evaluation.predict(
+        lake.get_artifact(entry["artifacts"]["pipeline_uri"]),
+        frame,
+        schema,
+        float(production_threshold) if production_threshold is not None else None,
+    )
+    y = truth.to_numpy()
+    comparison = bootstrap.paired_comparison(
+        metric,
+        schema.task,
+        y,
+        challenger,
+        production,
+        classes=schema.classes,
+        positive_class=schema.positive_class,
+        min_improvement=0.0,
+        replicates=REPLICATES,
+        level=LEVEL,
+        seed=spec.seed,
+    )
+    return RecentSlice(
+        rows=len(rows),
+        first_at=str(rows[TIME_COLUMN].min()) if TIME_COLUMN in rows else None,
+        last_at=str(rows[TIME_COLUMN].max()) if TIME_COLUMN in rows else None,
+        production_version=version,
+        challenger=evaluation.prediction_metrics(challenger, truth, schema),
+        production=evaluation.prediction_metrics(production, truth, schema),
+        comparison=comparison,
+        check=evaluation.recent_check(comparison, len(rows), f"production v{version}", spec.gate),
+    )

@@ -92,6 +92,41 @@ class ReleasePolicy(BaseModel):
     )
 
 
+RetrainingSource = Literal["upload", "labeled_traffic"]
+
+
+def _both_sources() -> list[RetrainingSource]:
+    return ["upload", "labeled_traffic"]
+
+
+class RetrainingPolicy(BaseModel):
+    """What a retraining run (started by a drift or quality alarm) learns from."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    sources: list[RetrainingSource] = Field(default_factory=_both_sources, min_length=1)
+    window_days: int = Field(30, ge=1, le=365, description="labeled traffic this recent only")
+    max_traffic_share: float = Field(
+        0.5, gt=0, le=1, description="of the training rows, at most this share from traffic"
+    )
+    min_new_labels: int = Field(
+        50, ge=1, description="fewer labeled requests since production's training: no retrain"
+    )
+    recent_fraction: float = Field(
+        0.3, gt=0, lt=1, description="the latest labeled traffic held back to judge both models"
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> RetrainingPolicy:
+        if len(set(self.sources)) != len(self.sources):
+            raise ValueError("retraining.sources: a source is listed twice")
+        if "upload" not in self.sources:
+            raise ValueError(
+                "retraining.sources: the upload is the base every retraining run starts from"
+            )
+        return self
+
+
 class FairnessPolicy(BaseModel):
     """Which columns describe groups of people, and how unequal the model may treat them."""
 
@@ -243,6 +278,7 @@ class ProblemSpec(BaseModel):
     gate: GatePolicy = Field(default_factory=GatePolicy)
     monitoring: MonitoringLimits = Field(default_factory=MonitoringLimits)
     release: ReleasePolicy = Field(default_factory=ReleasePolicy)
+    retraining: RetrainingPolicy = Field(default_factory=RetrainingPolicy)
     fairness: FairnessPolicy | None = None
     card: ModelCardInfo = Field(default_factory=ModelCardInfo)
 

@@ -31,7 +31,7 @@ from mlcycle.context import (
     Source,
     required,
 )
-from mlcycle.domain import explore, fairness, features, process, tables
+from mlcycle.domain import explore, fairness, features, process, tables, traffic
 from mlcycle.domain.metrics import evaluation_contract
 from mlcycle.errors import SpecError
 from mlcycle.lake_index import publish_index
@@ -40,14 +40,15 @@ from mlcycle.lake_layout import (
     file_name,
     run_prefix,
     s3_uri,
-    spec_keys,
     version_prefix,
 )
 from mlcycle.schema import ResolvedSchema
 from mlcycle.serving.manifest import BACKGROUND_FILE, MANIFEST_FILE, ONNX_FILE, Manifest
-from mlcycle.spec import ProblemSpec, dataset_name, parse_spec
+from mlcycle.spec import ProblemSpec, dataset_name
+from mlcycle.spec_store import find_spec
 
 TARGET_COLUMN = "__target__"  # the target's column in the feature matrices
+TRAFFIC_ROWS = "labeled_traffic_rows.parquet"  # a retraining run's traffic, typed to learn from
 
 
 def _dt(ctx: RunContext) -> str:
@@ -77,15 +78,7 @@ def run_schema(ctx: RunContext, lake: Lake) -> ResolvedSchema:
 def define_problem(ctx: RunContext, lake: Lake, registry: Registry) -> ProblemResult:
     """Find and validate the dataset's spec, freeze it for the run, open the run record."""
     dataset = dataset_name(ctx.source.key)
-    for key in spec_keys(dataset):
-        if lake.exists(key):
-            spec = parse_spec(lake.get_bytes(lake.uri(key)), source=lake.uri(key))
-            break
-    else:
-        raise SpecError(
-            f"no problem spec for dataset {dataset!r}: upload one to "
-            f"{lake.uri(spec_keys(dataset)[0])} naming at least the target column"
-        )
+    spec = find_spec(lake, dataset)
     if spec.dataset != dataset:
         raise SpecError(
             f"dataset: the spec names {spec.dataset!r} but the upload belongs to {dataset!r}"
@@ -148,6 +141,8 @@ def collect_data(ctx: RunContext, lake: Lake) -> CollectResult:
         "collected_at": now_iso(),
         "notes": read.notes,
     }
+    if ctx.traffic is not None:  # a retraining run also learns from labeled traffic
+        lineage["traffic"] = ctx.traffic.model_dump()
     return CollectResult(
         raw_uri=lake.uri(raw_key),
         raw_version_id=copied.get("VersionId"),
@@ -192,6 +187,12 @@ def process_data(ctx: RunContext, lake: Lake) -> ProcessResult:
         duplicates_dropped=processed.duplicates_dropped,
         notes=processed.notes,
     )
+    if ctx.traffic is not None:
+        # A retraining run's labeled traffic, in the schema resolved from the upload: it
+        # trains beside the upload's training rows, never in the holdout (which stays the
+        # split production was judged on, so the comparison is like for like).
+        rows, result.traffic = traffic.training_rows(lake.get_parquet(ctx.traffic.uri), schema)
+        result.traffic["uri"] = lake.put_parquet(run_key(ctx, TRAFFIC_ROWS), rows)
     # What was coerced, dropped or quarantined, kept beside the schema for whoever asks later.
     lake.put_json(run_key(ctx, "processing.json"), result.model_dump(mode="json"))
     return result
@@ -237,9 +238,16 @@ def _with_target(matrix: pd.DataFrame, target: pd.Series) -> pd.DataFrame:
 def engineer_features(ctx: RunContext, lake: Lake) -> FeaturesResult:
     problem = required(ctx.problem, "define_problem")
     spec, schema = run_spec(ctx, lake), run_schema(ctx, lake)
-    frame = lake.get_parquet(required(ctx.process, "process_data").curated_uri)
+    processed = required(ctx.process, "process_data")
+    frame = lake.get_parquet(processed.curated_uri)
+    extra = lake.get_parquet(processed.traffic["uri"]) if processed.traffic else None
     feature_set = features.engineer(
-        frame, schema, holdout_fraction=spec.holdout_fraction, seed=spec.seed
+        frame,
+        schema,
+        holdout_fraction=spec.holdout_fraction,
+        seed=spec.seed,
+        extra_train=extra,
+        max_extra_share=spec.retraining.max_traffic_share,
     )
     prefix = run_prefix(Zone.FEATURES, problem.dataset, ctx.run_id)
     lake.put_parquet(prefix + "train_rows.parquet", feature_set.train)
@@ -258,6 +266,7 @@ def engineer_features(ctx: RunContext, lake: Lake) -> FeaturesResult:
         train_rows=len(feature_set.train),
         holdout_rows=len(feature_set.holdout),
         candidates=spec.candidates,
+        traffic=feature_set.extra,
     )
 
 
@@ -321,6 +330,15 @@ def register_model(
             "raw_uri": collected.raw_uri,
             "raw_version_id": collected.raw_version_id,
             "code_version": code_version,
+            # a retraining run's second source: labeled traffic (rows and time range), and
+            # what processing added of it to the upload's rows
+            "traffic": {
+                **ctx.traffic.model_dump(),
+                "usable": required(ctx.process, "process_data").traffic,
+                "trained_on": required(ctx.features, "engineer_features").traffic,
+            }
+            if ctx.traffic
+            else None,
         },
         "onnx_sha256": manifest.onnx_sha256,
         "artifacts": {

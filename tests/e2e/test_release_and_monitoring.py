@@ -14,6 +14,7 @@ import yaml
 from mlcycle.adapters.registry import Registry
 from mlcycle.cli import main
 from mlcycle.lake_layout import version_prefix
+from mlcycle.local.commands import drifted_customers
 from mlcycle.local.operations import monitor_local, send_traffic
 from mlcycle.local.runner import (
     RunOutcome,
@@ -46,9 +47,12 @@ def _churn_run(out: Path, tmp_path: Path, **spec_changes: object) -> RunOutcome:
     return run_local(data, spec_file=spec_file, out_dir=out)
 
 
+def _items(out: Path) -> list[dict[str, Any]]:
+    return list(json.loads((out / "registry.json").read_text()))
+
+
 def _registry(out: Path) -> dict[int, str]:
-    items = json.loads((out / "registry.json").read_text())
-    return {i["version"]: i["stage"] for i in items if str(i["sk"]).startswith("VERSION#")}
+    return {i["version"]: i["stage"] for i in _items(out) if str(i["sk"]).startswith("VERSION#")}
 
 
 def test_first_model_to_production_and_a_worse_one_rejected(
@@ -76,17 +80,15 @@ def test_first_model_to_production_and_a_worse_one_rejected(
     assert _registry(out) == {1: "production", 2: "rejected"}
 
 
-def test_drift_is_detected_retraining_starts_and_late_labels_become_a_live_metric(
+def test_drift_retrains_on_the_labeled_traffic_and_the_retrained_model_wins_where_it_changed(
     tmp_path: Path,
 ) -> None:
     out = tmp_path / "out"
     assert _churn_run(out, tmp_path).model_stage == "production"
 
-    # The world moves: prices up, customers newer, everyone on the basic plan.
-    world = customer_churn(400, seed=99)
-    world["monthly_charges"] = world["monthly_charges"] * 1.8
-    world["tenure_months"] = world["tenure_months"] // 4
-    world["plan"] = "basic"
+    # The world moves: prices up, customers newer, everyone on the basic plan, and high bills
+    # now drive churn (`mlcycle simulate-drift`'s world); the labels arrive later.
+    world = drifted_customers(1000)
     traffic = world.drop(columns=["customer_id", "churned"])
     outcome = monitor_local(out, "customer-churn", current=traffic, labels=world["churned"])
 
@@ -98,24 +100,62 @@ def test_drift_is_detected_retraining_starts_and_late_labels_become_a_live_metri
     assert retrain.status == "SUCCEEDED"
     assert retrain.run_id.startswith("customer-churn-retrain-")
     assert retrain.model_version == 2
+    assert retrain.gate is not None
+    assert retrain.gate["passed"], retrain.gate
 
+    # v2 learned from the upload and the older 70% of the labeled traffic, and was judged on
+    # the newest 30%, which neither model trained on: there it beats v1.
+    (v2,) = [i for i in _items(out) if i.get("sk") == "VERSION#000002"]
+    lineage = v2["lineage"]
+    assert lineage["source"]["key"] == "landing/customer-churn.csv"
+    assert (lineage["traffic"]["rows"], lineage["traffic"]["recent_rows"]) == (700, 300)
+    assert lineage["traffic"]["trained_on"]["rows"] == 700
+    assert lineage["traffic"]["requests"] == 1000
+    evaluation = json.loads(
+        Path(out, retrain.reports["evaluation"]).with_suffix(".json").read_text()
+    )
+    recent = evaluation["recent"]
+    assert (recent["rows"], recent["production_version"], recent["passed"]) == (300, 1, True)
+    assert recent["comparison"]["difference"] > 0
+    assert recent["comparison"]["low"] > 0, recent["comparison"]  # credibly better there
+    assert "on the 300 most recent labeled requests" in retrain.gate["reason"]
+    assert "no worse than production v1" in retrain.gate["reason"]
+    page = Path(out, retrain.reports["evaluation"]).read_text()
+    assert "On the most recent labeled traffic" in page
+    assert "Against production" in page
+
+    # More drifted traffic, no labels and no upload: nothing new to learn, so nothing trains.
+    quiet = monitor_local(
+        out,
+        "customer-churn",
+        current=drifted_customers(200, seed=5).drop(columns=["customer_id", "churned"]),
+    )
+    assert any(a.state == "ALARM" for a in quiet.alarms)
+    assert quiet.retraining == []
+    assert quiet.retraining_decision is not None
+    assert quiet.retraining_decision["status"] == "skipped"
+    assert quiet.retraining_decision["reason"].startswith(
+        "retraining skipped: no new data since v2"
+    )
+    assert _registry(out) == {1: "archived", 2: "production"}
+
+    # the first monitor's report (the second is the quiet one's)
     reports = sorted((out / "lake" / "reports" / "dataset=customer-churn" / "monitor").glob("*"))
-    drift = json.loads((reports[-1] / "drift.json").read_text())
-    assert drift["live"]["n_labels"] == 400
+    drift = json.loads((reports[0] / "drift.json").read_text())
+    assert drift["live"]["n_labels"] == 1000
     assert 0.5 < drift["live"]["metrics"]["roc_auc"] <= 1.0
-    assert (reports[-1] / "drift.html").read_text().count("<img") >= 3
+    assert (reports[0] / "drift.html").read_text().count("<img") >= 3
     # what the model relies on, live (a seeded 200 of the 400 captured requests) against the
     # holdout's attribution the evaluation stage stored in the monitor baseline
     attribution = drift["attribution"]
-    assert (attribution["rows"], attribution["window_rows"]) == (200, 400)
+    assert (attribution["rows"], attribution["window_rows"]) == (200, 1000)
     assert attribution["reference_rows"] > 0
     for side in ("reference", "live"):
         assert sum(f[side] for f in attribution["features"]) == pytest.approx(1.0)
     assert attribution["top_live"]
     assert attribution["top_reference"]
     assert (
-        "What the model relies on, live against training"
-        in (reports[-1] / "drift.html").read_text()
+        "What the model relies on, live against training" in (reports[0] / "drift.html").read_text()
     )
 
 

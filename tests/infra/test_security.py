@@ -121,6 +121,8 @@ def _object_prefixes(statements: list[dict[str, Any]], action: str) -> set[str]:
         # the stages that end a run rewrite reports/index.html
         ("PipelineReleaseModelRole", {"runs", "reports"}, {"reports"}),
         ("PipelineJudgeCanaryRole", {"capture", "runs", "reports"}, {"runs", "reports"}),
+        # retraining reads what production saw and keeps the traffic it learns from
+        ("MonitoringRetrainRole", {"landing", "specs", "capture", "labels"}, {"raw"}),
     ],
 )
 def test_each_function_reaches_only_its_own_zones(

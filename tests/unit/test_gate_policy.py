@@ -13,7 +13,7 @@ from sklearn.model_selection import train_test_split
 
 from mlcycle.domain.bootstrap import Comparison, Scores, paired_comparison
 from mlcycle.domain.decision import ThresholdChoice
-from mlcycle.domain.evaluate import decision_checks, gate
+from mlcycle.domain.evaluate import decision_checks, gate, recent_check
 from mlcycle.spec import DecisionPolicy, GatePolicy, Task
 
 
@@ -249,3 +249,60 @@ def test_decision_checks_take_part_in_the_verdict():
         "f1 0.800 misses precision >= 0.8 at threshold 0.312 on the holdout: "
         "precision 0.740 is below 0.8"
     )
+
+
+# -- a retraining run: judged on the holdout production was judged on, and on recent traffic
+
+
+def retraining_gate(holdout: Comparison, recent: Comparison, policy: GatePolicy | None = None):
+    return gate(
+        primary_metric="roc_auc",
+        winner_metrics={"roc_auc": holdout.challenger},
+        baseline_metrics={"roc_auc": 0.5},
+        threshold=None,
+        production_metrics={"roc_auc": holdout.reference},
+        production_version=1,
+        comparison=holdout,
+        policy=policy,
+        recent_check=recent_check(recent, 300, "production v1", policy),
+    )
+
+
+def test_a_retrained_model_better_on_recent_traffic_and_no_worse_on_the_holdout_passes() -> None:
+    tie = comparison(
+        0.4, challenger=0.875, reference=0.876, difference=-0.001, low=-0.006, high=0.004
+    )
+    better = comparison(
+        1.0, challenger=0.835, reference=0.725, difference=0.11, low=0.066, high=0.153
+    )
+    verdict = retraining_gate(tie, better)
+    assert verdict.passed, verdict.reason
+    assert "is no worse than production v1 at 0.876 on the holdout" in verdict.reason
+    assert (
+        "on the 300 most recent labeled requests (held back from training) beats "
+        "production v1: 0.835 against 0.725" in verdict.reason
+    )
+
+
+def test_credibly_worse_on_the_holdout_fails_however_good_on_recent_traffic() -> None:
+    worse = comparison(
+        0.0, challenger=0.84, reference=0.876, difference=-0.036, low=-0.05, high=-0.02
+    )
+    better = comparison(1.0, challenger=0.9, reference=0.7, difference=0.2, low=0.1, high=0.3)
+    verdict = retraining_gate(worse, better)
+    assert not verdict.passed
+    assert verdict.reason.startswith("roc_auc 0.840 is worse than production v1 at 0.876 on the")
+
+
+def test_not_better_on_recent_traffic_fails_even_when_tied_on_the_holdout() -> None:
+    tie = comparison(0.5, challenger=0.876, reference=0.876, difference=0.0, low=-0.004, high=0.004)
+    worse_recent = comparison(
+        0.2, challenger=0.80, reference=0.81, difference=-0.01, low=-0.03, high=0.01
+    )
+    verdict = retraining_gate(tie, worse_recent)
+    assert not verdict.passed
+    assert "is not better than production v1: 0.800 against 0.810" in verdict.reason
+    # with a confidence, recent traffic must show the improvement with that probability
+    better_maybe = comparison(0.7, challenger=0.82, reference=0.81, difference=0.01)
+    assert retraining_gate(tie, better_maybe).passed
+    assert not retraining_gate(tie, better_maybe, GatePolicy(confidence=0.9)).passed

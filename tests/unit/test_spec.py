@@ -64,3 +64,13 @@ def test_metric_that_does_not_fit_the_inferred_task_is_an_error() -> None:
 )
 def test_dataset_name_comes_from_the_folder_or_the_file_stem(key: str, dataset: str) -> None:
     assert dataset_name(key) == dataset
+
+
+def test_retraining_learns_from_the_upload_and_its_labeled_traffic_by_default() -> None:
+    spec = parse_spec("dataset: churn\ntarget: churned\n")
+    assert spec.retraining.sources == ["upload", "labeled_traffic"]
+    assert (spec.retraining.min_new_labels, spec.retraining.recent_fraction) == (50, 0.3)
+    with pytest.raises(SpecError, match=r"retraining\.sources: the upload is the base"):
+        parse_spec("dataset: churn\ntarget: churned\nretraining: {sources: [labeled_traffic]}\n")
+    with pytest.raises(SpecError, match=r"retraining\.recent_fraction"):
+        parse_spec("dataset: churn\ntarget: churned\nretraining: {recent_fraction: 1.0}\n")

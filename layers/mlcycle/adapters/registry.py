@@ -302,6 +302,14 @@ class Registry:
                 return records
             kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
 
+    def record_retraining(self, dataset: str, decision: dict[str, Any]) -> None:
+        """What the latest alarm's retraining did (started a run, or skipped and why)."""
+        item = {"pk": _model_key(dataset), "sk": "RETRAINING", **decision, "updated_at": now_iso()}
+        self.dynamodb.put_item(TableName=self.table, Item=_to_item(item))
+
+    def get_retraining(self, dataset: str) -> dict[str, Any] | None:
+        return self._get(_model_key(dataset), "RETRAINING")
+
     # -- release pointer --------------------------------------------------------------------
 
     def get_release(self, dataset: str) -> dict[str, Any] | None:

@@ -215,13 +215,16 @@ def gate(
     policy: GatePolicy | None = None,
     decision_checks: Sequence[GateCheck] = (),
     fairness_checks: Sequence[GateCheck] = (),
+    recent_check: GateCheck | None = None,
 ) -> GateVerdict:
     """Release gate: beat the dummy baseline, reach the threshold (if set), meet the
     decision's constraints, and be at least as good as production on the same holdout (if
     there is one): by the point estimates, or with `policy.confidence` by the paired
     bootstrap `comparison`; and stay within the fairness limits (`fairness_checks`, from
-    `mlcycle.domain.fairness.gate_checks`). A missing production metric fails closed: pass
-    `production_metrics=None` when there is nothing to compare."""
+    `mlcycle.domain.fairness.gate_checks`); a retraining run must also be at least as good
+    as production on the recent labeled traffic neither trained on (`recent_check`). A
+    missing production metric fails closed: pass `production_metrics=None` when there is
+    nothing to compare."""
     larger = larger_is_better(primary_metric)
     value = winner_metrics.get(primary_metric)
     if value is None:
@@ -252,9 +255,13 @@ def gate(
             checks.append(
                 GateCheck("production", False, f"cannot be compared with {name}, which has no {m}")
             )
+        elif recent_check is not None and comparison is not None:
+            checks.append(_no_worse_check(prod, name, comparison))
         else:
             checks.append(_production_check(value, prod, larger, name, comparison, policy))
 
+    if recent_check is not None:
+        checks.append(recent_check)
     checks.extend(decision_checks)
     checks.extend(fairness_checks)
     failed = [c for c in checks if not c.passed]
@@ -289,6 +296,43 @@ def _production_check(
     ok = value >= prod if larger else value <= prod
     text = "matches" if value == prod else ("beats" if ok else "is worse than")
     return GateCheck("production", ok, f"{text} {name} at {_fmt(prod)}{interval}")
+
+
+def _no_worse_check(prod: float, name: str, comparison: Comparison) -> GateCheck:
+    """A retraining run on the holdout production was judged on: not credibly worse (the
+    paired interval reaches zero); where it must be better is the recent traffic."""
+    ok = comparison.high >= 0
+    return GateCheck(
+        "production",
+        ok,
+        f"{'is no worse than' if ok else 'is worse than'} {name} at {_fmt(prod)} on the holdout "
+        f"(paired difference {comparison.difference:+.3f}, {comparison.level:.0%} interval "
+        f"{comparison.low:+.3f} to {comparison.high:+.3f})",
+    )
+
+
+def recent_check(
+    comparison: Comparison, rows: int, production: str, policy: GatePolicy | None = None
+) -> GateCheck:
+    """The retraining rule: on the latest labeled traffic, held back from training, the
+    challenger is at least as good as production (point estimates, interval shown), or with
+    `policy.confidence` better with that probability."""
+    if policy is not None and policy.confidence is not None:
+        ok = comparison.probability >= policy.confidence
+    elif larger_is_better(comparison.metric):
+        ok = comparison.challenger >= comparison.reference
+    else:
+        ok = comparison.challenger <= comparison.reference
+    same = comparison.challenger == comparison.reference
+    text = "matches" if same else ("beats" if ok else "is not better than")
+    return GateCheck(
+        "retraining",
+        ok,
+        f"on the {rows} most recent labeled requests (held back from training) {text} "
+        f"{production}: {_fmt(comparison.challenger)} against {_fmt(comparison.reference)} "
+        f"(paired difference {comparison.difference:+.3f}, {comparison.level:.0%} interval "
+        f"{comparison.low:+.3f} to {comparison.high:+.3f})",
+    )
 
 
 def decision_checks(

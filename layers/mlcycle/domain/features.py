@@ -63,6 +63,7 @@ class FeatureSet:
     y_train: pd.Series
     y_holdout: pd.Series
     baseline: dict[str, Any]
+    extra: dict[str, float] | None = None  # the extra training rows: kept, dropped and why
 
 
 # --- input contract ----------------------------------------------------------------------
@@ -298,11 +299,27 @@ class FeatureTransformer(ColumnTransformer):
 
 
 def engineer(
-    df: pd.DataFrame, schema: ResolvedSchema, *, holdout_fraction: float, seed: int
+    df: pd.DataFrame,
+    schema: ResolvedSchema,
+    *,
+    holdout_fraction: float,
+    seed: int,
+    extra_train: pd.DataFrame | None = None,
+    max_extra_share: float = 1.0,
 ) -> FeatureSet:
-    """Split, fit the transformer on train only, transform both sides, build the baseline."""
+    """Split, fit the transformer on train only, transform both sides, build the baseline.
+
+    `extra_train` (a retraining run's labeled traffic, oldest first) joins the training rows
+    only, after the split, so the holdout is the split of `df` alone; its rows that repeat a
+    row of `df` are dropped (one in the holdout would leak it), and the most recent are kept
+    so that they are at most `max_extra_share` of the training rows."""
     data = model_input(df, schema)
     train, holdout = split(data, schema, holdout_fraction=holdout_fraction, seed=seed)
+    extra = None
+    if extra_train is not None:
+        train, extra = _with_extra(
+            train, data, model_input(extra_train, schema), schema, max_extra_share
+        )
     features = list(schema.features)
     transformer = build_transformer(schema).fit(train[features])
     return FeatureSet(
@@ -314,7 +331,31 @@ def engineer(
         y_train=_target(train, schema),
         y_holdout=_target(holdout, schema),
         baseline=drift_baseline(train, schema),
+        extra=extra,
     )
+
+
+def _with_extra(
+    train: pd.DataFrame,
+    data: pd.DataFrame,
+    extra: pd.DataFrame,
+    schema: ResolvedSchema,
+    max_share: float,
+) -> tuple[pd.DataFrame, dict[str, float]]:
+    columns = [*schema.features, schema.target]
+    seen = pd.util.hash_pandas_object(data[columns].astype(str), index=False)
+    hashes = pd.util.hash_pandas_object(extra[columns].astype(str), index=False)
+    repeats = hashes.isin(set(seen)) | hashes.duplicated(keep="last")
+    fresh = extra[~repeats.to_numpy()]
+    allowed = len(fresh) if max_share >= 1 else int(max_share / (1 - max_share) * len(train))
+    kept = fresh.iloc[max(0, len(fresh) - allowed) :]
+    combined = pd.concat([train, kept[columns]], ignore_index=True)
+    return combined, {
+        "rows": len(kept),
+        "repeats_dropped": int(repeats.sum()),
+        "dropped_by_share": len(fresh) - len(kept),
+        "share_of_training": round(len(kept) / len(combined), 4) if len(combined) else 0.0,
+    }
 
 
 def _transform(transformer: ColumnTransformer, X: pd.DataFrame) -> pd.DataFrame:

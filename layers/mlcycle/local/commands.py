@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+import numpy as np
 import pandas as pd
 from rich.console import Console
 from rich.table import Table
@@ -61,6 +62,11 @@ def _print_monitor(console: Console, outcome: MonitorOutcome) -> int:
     for alarm in outcome.alarms:
         mark = "[red]ALARM[/]" if alarm.state == "ALARM" else "[green]OK[/]"
         console.print(f"  alarm {alarm.name}: {mark} ({alarm.reason})")
+    decision = outcome.retraining_decision or {}
+    if decision.get("status") == "skipped":
+        console.print(f"[yellow]{decision['reason']}[/]: the alarm is left to a person")
+    elif decision:
+        console.print(f"retraining: {decision.get('reason')}")
     for run in outcome.retraining:
         console.print(
             f"retraining run {run.run_id}: {run.status}; model v{run.model_version} "
@@ -110,23 +116,34 @@ def simulate_drift(console: Console, args: argparse.Namespace) -> int:
     world = drifted_customers(args.rows)
     console.print(
         f"sending {len(world)} requests of drifted traffic (prices x1.8, newer customers, "
-        "all on the basic plan), then their labels"
+        "all on the basic plan; high bills now drive churn)"
+        f"{'' if args.no_labels else ', then their labels'}"
     )
+    if args.no_labels:
+        console.print("no labels arrive, and nothing is uploaded: there is nothing new to learn")
     outcome = monitor_local(
         args.source,
         DEMO,
         current=world.drop(columns=["customer_id", "churned"]),
-        labels=world["churned"],
+        labels=None if args.no_labels else world["churned"],
         on_stage=_progress(console),
     )
     return _print_monitor(console, outcome)
 
 
 def drifted_customers(rows: int, seed: int = 99) -> pd.DataFrame:
+    """The world after a price rise and a competitor's cheaper offer: prices x1.8, newer
+    customers all on the basic plan (covariate shift), and customers with high bills now
+    leave far more often than the training data says (a changed concept, which only
+    labeled traffic can teach a model)."""
     world = customer_churn(rows, seed=seed)
     world["monthly_charges"] = world["monthly_charges"] * 1.8
     world["tenure_months"] = world["tenure_months"] // 4
     world["plan"] = "basic"
+    rng = np.random.default_rng(seed)
+    price = world["monthly_charges"].to_numpy()
+    leaves = rng.random(rows) < 0.85 / (1 + np.exp(-(price - 70) / 6))
+    world["churned"] = np.where(leaves, "yes", world["churned"])
     return world
 
 
@@ -157,7 +174,7 @@ def models(console: Console, args: argparse.Namespace) -> int:
             f"{threshold:.3f} ({item.get('positive_class')})" if threshold is not None else "",
             f"{search['trials']} trials, {search['seconds']:.0f} s" if search else "",
             item.get("run_id", ""),
-            f"{lineage.get('source', {}).get('key', '')} ({lineage.get('sha256', '')[:12]})",
+            _sources(lineage),
         )
     console.print(table)
     for item in sorted(
@@ -167,6 +184,11 @@ def models(console: Console, args: argparse.Namespace) -> int:
         # the lake is exported to DIR/lake/<key>, so the card opens from there
         page = args.source / "lake" / split_uri(item["artifacts"]["model_card_report_uri"])[1]
         console.print(f"{item['dataset']} v{item['version']} model card: {page}")
+    for item in sorted((i for i in items if i.get("sk") == "RETRAINING"), key=lambda i: i["pk"]):
+        console.print(
+            f"{item['pk'].removeprefix('MODEL#')}: last alarm's retraining {item['status']} "
+            f"at {item.get('at')}: {item.get('reason')}"
+        )
     for pk, release in sorted(releases.items()):
         canary = release.get("canary_version")
         extra = f", canary v{canary} at {release.get('canary_weight')}" if canary else ""
@@ -174,6 +196,19 @@ def models(console: Console, args: argparse.Namespace) -> int:
             f"{pk.removeprefix('MODEL#')}: production v{release.get('production_version')}{extra}"
         )
     return 0
+
+
+def _sources(lineage: dict[str, Any]) -> str:
+    """What a version learned from: the upload, and a retraining run's labeled traffic."""
+    upload = f"{lineage.get('source', {}).get('key', '')} ({lineage.get('sha256', '')[:12]})"
+    traffic = lineage.get("traffic")
+    if not traffic:
+        return upload
+    trained = (traffic.get("trained_on") or {}).get("rows", traffic.get("rows"))
+    return (
+        f"{upload} + {trained} labeled requests {str(traffic.get('first_at'))[:16]} to "
+        f"{str(traffic.get('last_at'))[:16]} ({traffic.get('recent_rows')} more held back)"
+    )
 
 
 def _by_hand(console: Console, args: argparse.Namespace, action: Callable[[Registry], str]) -> int:

@@ -19,6 +19,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
+from mlcycle.adapters.registry import Registry
 from mlcycle.lake_layout import Zone
 from mlcycle.local.runner import (
     LocalAws,
@@ -57,6 +58,8 @@ class MonitorOutcome:
     summary: dict[str, Any]
     alarms: list[AlarmState] = field(default_factory=list)
     retraining: list[RunOutcome] = field(default_factory=list)
+    # what the latest alarm's retraining decided (started, or skipped and why)
+    retraining_decision: dict[str, Any] | None = None
 
 
 def send_traffic(
@@ -208,10 +211,14 @@ def monitor_local(
         summary = aws.invoke("monitor", {"dataset": dataset})[dataset]
         now = datetime.now(UTC)
         outcome = MonitorOutcome(dataset, out_dir, summary, evaluate_alarms(aws, now=now))
+        fired = any(a.state == "ALARM" for a in outcome.alarms)
         for execution_arn in deliver_events(aws.deployment, aws.session):
             outcome.retraining.append(
                 follow_execution(aws.deployment, aws.session, execution_arn, dataset, on_stage)
             )
+        if fired:
+            registry = Registry(aws.session.client("dynamodb"), aws.deployment.registry_table)
+            outcome.retraining_decision = registry.get_retraining(dataset)
     for run in outcome.retraining:
         write_outcome(run, out_dir)
     return outcome

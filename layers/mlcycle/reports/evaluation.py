@@ -44,6 +44,7 @@ def evaluation_context(doc: Json) -> Json:
         "explanations": explanations_context(doc),
         "fairness": fairness_context(doc),
         "production": _production(doc),
+        "recent": _recent(doc),
         "serving": _serving(doc),
     }
 
@@ -367,6 +368,28 @@ def _production(doc: Json) -> Json:
             "holdout was recorded."
         )
     return out
+
+
+def _recent(doc: Json) -> Json | None:
+    """A retraining run's comparison with production on the held-back recent traffic."""
+    recent = doc.get("recent")
+    if not recent:
+        return None
+    comp = recent["comparison"]
+    return {
+        "metric": doc["primary_metric"],
+        "version": recent["production_version"],
+        "rows": recent["rows"],
+        "first_at": str(recent.get("first_at") or "?")[:19],
+        "last_at": str(recent.get("last_at") or "?")[:19],
+        "challenger": comp["challenger"],
+        "reference": comp["reference"],
+        "difference": comp["difference"],
+        "low": comp["low"],
+        "high": comp["high"],
+        "probability": comp["probability"],
+        "passed": recent["passed"],
+    }
 
 
 def _serving(doc: Json) -> Json:
