@@ -161,3 +161,32 @@ def test_the_fairness_section_shows_groups_measures_limits_and_small_groups() ->
     assert "Within the fairness limits" in passing.split("</section>")[0]
     regression = render_evaluation(evaluation_doc("regression")).split('<section id="fairness">')[1]
     assert "Reported, not gated" in regression.split("</section>")[0]
+
+
+def test_a_retraining_run_shows_both_comparisons_with_production() -> None:
+    doc = copy.deepcopy(evaluation_doc("binary_imbalanced"))  # one with a production model
+    doc["recent"] = {
+        "rows": 300,
+        "first_at": "2026-12-01 20:05:12.1+00:00",
+        "last_at": "2026-12-01 20:05:13.9+00:00",
+        "production_version": 1,
+        "comparison": {
+            "metric": "roc_auc",
+            "challenger": 0.8349,
+            "reference": 0.7246,
+            "difference": 0.1103,
+            "low": 0.066,
+            "high": 0.153,
+            "probability": 1.0,
+        },
+        "passed": True,
+    }
+    html = render_evaluation(doc)
+    section = html.split('<section id="production">')[1].split("</section>")[0]
+    assert "On the most recent labeled traffic" in section
+    assert "0.8349" in section
+    assert "0.7246" in section
+    assert "300 requests the endpoint answered between 2026-12-01 20:05:12" in section
+    assert "On the most recent labeled traffic" not in render_evaluation(
+        evaluation_doc("binary_imbalanced")
+    )
