@@ -198,12 +198,17 @@ def test_sampling_error_is_within_its_stated_bound(task, algorithm):
 
 @pytest.mark.parametrize(
     ("task", "algorithm"),
-    [(Task.BINARY, Algorithm.HIST_GRADIENT_BOOSTING), (Task.REGRESSION, Algorithm.RANDOM_FOREST)],
+    [
+        (Task.BINARY, Algorithm.HIST_GRADIENT_BOOSTING),
+        (Task.REGRESSION, Algorithm.RANDOM_FOREST),
+        (Task.BINARY, Algorithm.RANDOM_FOREST),
+    ],
 )
-def test_the_default_bound_covers_at_about_its_confidence(task, algorithm):
-    """The bound's confidence is for every feature at once. Over 40 seeds x 3 instances at the
-    defaults (95 %, 16 antithetic pairs): measured 0.91..0.96 on these models, the normal
-    approximation of a mean of 16 skewed draws (0.98..0.99 at 99 % with 32 pairs)."""
+def test_the_default_bound_covers_at_its_confidence(task, algorithm):
+    """The bound's confidence is for every feature at once. At the defaults (95 %, at least 32
+    antithetic pairs), over 150 seeds x 3 instances: measured 0.953, 0.947 and 0.944 on these
+    models (standard error 0.01); at 16 pairs it was 0.907, 0.907 and 0.964, which is why the
+    default is 32. Here 40 seeds x 3 instances (standard error 0.02)."""
     model = served(task, algorithm)
     fs, schema = engineered(task)
     background = background_summary(fs.train, schema.features, rows=8, seed=0)
@@ -221,7 +226,7 @@ def test_the_default_bound_covers_at_about_its_confidence(task, algorithm):
                     for f in FEATURES
                 )
             )
-    assert np.mean(covered) >= 0.85
+    assert np.mean(covered) >= 0.9
 
 
 def test_the_exact_limit_is_a_row_budget():
