@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ os.environ.update(
 )
 
 from mlcycle.local.assembly import ensure_assembly, load_template
+from mlcycle.local.template import Resolver
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
@@ -49,3 +51,19 @@ def assembly() -> Path:
 @pytest.fixture(scope="session")
 def template(assembly: Path) -> dict[str, Any]:
     return load_template(assembly)[1]
+
+
+@pytest.fixture(scope="session")
+def definition(template: dict[str, Any]) -> dict[str, Any]:
+    """The pipeline's state machine definition, function ARNs replaced by handler names."""
+    resolver = Resolver()
+    for logical_id, resource in template["Resources"].items():
+        if resource["Type"] == "AWS::Lambda::Function":
+            command = resource["Properties"].get("ImageConfig", {}).get("Command", ["-.-"])[0]
+            resolver.define(logical_id, command, Arn=command.split(".")[1])
+    (machine,) = [
+        r["Properties"]
+        for logical_id, r in template["Resources"].items()
+        if r["Type"] == "AWS::StepFunctions::StateMachine" and logical_id.startswith("Pipeline")
+    ]
+    return dict(json.loads(resolver.resolve(machine["DefinitionString"])))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from functools import cache
+from html.parser import HTMLParser
 from typing import Any
 
 import numpy as np
@@ -637,3 +638,25 @@ def _regression() -> Json:
         },
     )
     return doc
+
+
+class PageParts(HTMLParser):
+    """Section ids, image sources, links and the tags a self-contained page must not have."""
+
+    def __init__(self, page: str) -> None:
+        super().__init__()
+        self.ids: list[str] = []
+        self.images: list[str] = []
+        self.links: list[str] = []
+        self.tags: list[str] = []
+        self.feed(page)
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = dict(attrs)
+        self.tags.append(tag)
+        if tag == "section" and a.get("id"):
+            self.ids.append(str(a["id"]))
+        if tag == "img":
+            self.images.append(str(a.get("src")))
+        if tag == "a":
+            self.links.append(str(a.get("href")))

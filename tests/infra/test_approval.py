@@ -8,23 +8,6 @@ from typing import Any
 
 import pytest
 
-from mlcycle.local.template import Resolver
-
-
-@pytest.fixture(scope="module")
-def definition(template: dict[str, Any]) -> dict[str, Any]:
-    resolver = Resolver()
-    for logical_id, resource in template["Resources"].items():
-        if resource["Type"] == "AWS::Lambda::Function":
-            command = resource["Properties"].get("ImageConfig", {}).get("Command", ["-.-"])[0]
-            resolver.define(logical_id, command, Arn=command.split(".")[1])
-    (machine,) = [
-        r["Properties"]
-        for r in template["Resources"].values()
-        if r["Type"] == "AWS::StepFunctions::StateMachine"
-    ]
-    return dict(json.loads(resolver.resolve(machine["DefinitionString"])))
-
 
 @pytest.fixture(scope="module")
 def states(definition: dict[str, Any]) -> dict[str, Any]:

@@ -5,9 +5,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import pytest
-
-from mlcycle.local.template import Resolver
 from tests.conftest import LIFECYCLE_STAGES
 
 STAGES = LIFECYCLE_STAGES
@@ -15,18 +12,6 @@ STAGES = LIFECYCLE_STAGES
 
 def _of_type(template: dict[str, Any], kind: str) -> list[dict[str, Any]]:
     return [r["Properties"] for r in template["Resources"].values() if r["Type"] == kind]
-
-
-@pytest.fixture(scope="module")
-def definition(template: dict[str, Any]) -> dict[str, Any]:
-    """The state machine definition, with function ARNs replaced by their handler names."""
-    resolver = Resolver()
-    for logical_id, resource in template["Resources"].items():
-        if resource["Type"] == "AWS::Lambda::Function":
-            command = resource["Properties"].get("ImageConfig", {}).get("Command", ["-.-"])[0]
-            resolver.define(logical_id, command, Arn=command.split(".")[1])
-    (machine,) = _of_type(template, "AWS::StepFunctions::StateMachine")
-    return json.loads(resolver.resolve(machine["DefinitionString"]))
 
 
 def test_the_lake_bucket_is_versioned_private_encrypted_and_tls_only(

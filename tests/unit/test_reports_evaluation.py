@@ -6,34 +6,14 @@ from __future__ import annotations
 import base64
 import copy
 import re
-from html.parser import HTMLParser
 
 import pytest
 from markupsafe import escape as html_escape
 
 from mlcycle.reports import render_evaluation
-from tests.reports_fixtures import HOSTILE, SECTIONS, evaluation_doc
+from tests.reports_fixtures import HOSTILE, SECTIONS, PageParts, evaluation_doc
 
 KINDS = ["binary", "binary_imbalanced", "multiclass", "regression"]
-
-
-class _Page(HTMLParser):
-    """Section ids, image sources and the tags a self-contained page must not have."""
-
-    def __init__(self, page: str) -> None:
-        super().__init__()
-        self.ids: list[str] = []
-        self.images: list[str] = []
-        self.tags: list[str] = []
-        self.feed(page)
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        a = dict(attrs)
-        self.tags.append(tag)
-        if tag == "section" and a.get("id"):
-            self.ids.append(str(a["id"]))
-        if tag == "img":
-            self.images.append(str(a.get("src")))
 
 
 @pytest.fixture(scope="module", params=KINDS)
@@ -43,7 +23,7 @@ def page(request: pytest.FixtureRequest) -> tuple[str, str]:
 
 def test_every_section_is_there_with_inline_png_only(page: tuple[str, str]) -> None:
     kind, html = page
-    parsed = _Page(html)
+    parsed = PageParts(html)
     assert parsed.ids == SECTIONS
     assert "script" not in parsed.tags
     assert "link" not in parsed.tags  # nothing to fetch or run

@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import re
 from html import unescape
-from html.parser import HTMLParser
 
 import pytest
 
@@ -14,30 +13,10 @@ from mlcycle.domain.model_card import HUMAN_FIELDS, SECTIONS
 from mlcycle.reports import render_model_card
 from mlcycle.reports.model_card import relative_href
 from tests.card_fixtures import FULL_CARD, model_card_doc
-from tests.reports_fixtures import HOSTILE
+from tests.reports_fixtures import HOSTILE, PageParts
 
 KINDS = ["binary", "binary_imbalanced", "multiclass", "regression"]
 MISSING = "not stated in the spec's <code>card:</code>"
-
-
-class _Page(HTMLParser):
-    def __init__(self, page: str) -> None:
-        super().__init__()
-        self.ids: list[str] = []
-        self.images: list[str] = []
-        self.links: list[str] = []
-        self.tags: list[str] = []
-        self.feed(page)
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        a = dict(attrs)
-        self.tags.append(tag)
-        if tag == "section" and a.get("id"):
-            self.ids.append(str(a["id"]))
-        if tag == "img":
-            self.images.append(str(a.get("src")))
-        if tag == "a":
-            self.links.append(str(a.get("href")))
 
 
 @pytest.fixture(scope="module", params=KINDS)
@@ -47,7 +26,7 @@ def page(request: pytest.FixtureRequest) -> tuple[str, str]:
 
 def test_the_schemas_sections_in_its_order_self_contained(page: tuple[str, str]) -> None:
     kind, html = page
-    parsed = _Page(html)
+    parsed = PageParts(html)
     assert parsed.ids == list(SECTIONS)
     assert "script" not in parsed.tags
     assert "link" not in parsed.tags
@@ -61,7 +40,7 @@ def test_the_schemas_sections_in_its_order_self_contained(page: tuple[str, str])
 
 def test_links_are_relative_to_the_card(page: tuple[str, str]) -> None:
     _, html = page
-    assert _Page(html).links == ["evaluation.html", "profile.html", "model_card.json"]
+    assert PageParts(html).links == ["evaluation.html", "profile.html", "model_card.json"]
 
 
 def test_every_field_nobody_wrote_says_so() -> None:
