@@ -8,8 +8,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from mlcycle.domain.column_rules import INFER_SAMPLE
 from mlcycle.domain.process import (
-    INFER_SAMPLE,
     REJECT_REASON,
     _sample_positions,
     clean,

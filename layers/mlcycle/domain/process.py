@@ -7,21 +7,18 @@ labels for classification and float64 for regression.
 
 The stage runs on the Arrow table it read (`curate`) and writes Parquet straight from it
 (`parquet_bytes`); `resolve_schema` and `clean` are the same code over a DataFrame. The rules
-are written once, over pandas Series (the `_series_*` helpers and the ones they call). The
-Arrow path gets the same answers cheaply: it applies those rules to a column's distinct
-values (a million rows often hold a handful) or to the very row sample they would see, and
-answers from Arrow directly only where the answer cannot differ (a numeric column's dtype,
-its min and max). Any column type without such a path is handed to the rules whole, as the
-pandas Series `Table.to_pandas()` would give.
+are written once, over pandas Series (`mlcycle.domain.column_rules`). The Arrow path gets
+the same answers cheaply: it applies those rules to a column's distinct values (a million
+rows often hold a handful) or to the very row sample they would see, and answers from Arrow
+directly only where the answer cannot differ (a numeric column's dtype, its min and max).
+Any column type without such a path is handed to the rules whole, as the pandas Series
+`Table.to_pandas()` would give.
 """
 
 from __future__ import annotations
 
-import difflib
 import functools
 import io
-import math
-import warnings
 from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -32,25 +29,15 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from pandas.api import types as ptypes
-from pandas.tseries.api import guess_datetime_format
 
+from mlcycle.domain import column_rules as rules
 from mlcycle.errors import BadInputError
 from mlcycle.schema import ResolvedSchema
 from mlcycle.spec import ColumnType, ProblemSpec, Task
 
-PARSE_SHARE = 0.9  # share of values that must parse for a text column to be numbers/dates
-INFER_SAMPLE = 10_000
-MAX_INTEGER_CLASSES = 20
-ID_SHARE = 0.95
-NAMED_ID_SHARE = 0.5
-TEXT_MIN_DISTINCT = 100
-TEXT_SHARE = 0.5
 MIN_ROWS = 10
 REJECT_REASON = "_reject_reason"
 SENSITIVE_REASON: Final = "sensitive feature (fairness.exclude_from_features)"
-DATETIME_DTYPE: Final = "datetime64[us]"
-TEXT_DTYPE: Final = "str"
 PARQUET_COMPRESSION: Final = "zstd"
 THREADS = 2  # columns `curate` works on at once; most of that work releases the GIL
 
@@ -107,7 +94,7 @@ def clean(df: pd.DataFrame, schema: ResolvedSchema) -> CleanResult:
     done = _clean(_Frame(df), schema)
     kept = df if done.keep is None else df[done.keep]
     rejected = kept[done.bad[done.keep] if done.keep is not None else done.bad].copy()
-    rejected[REJECT_REASON] = pd.array(done.reasons, dtype=TEXT_DTYPE)
+    rejected[REJECT_REASON] = pd.array(done.reasons, dtype=rules.TEXT_DTYPE)
     return CleanResult(
         _decoded(done.curated).to_pandas(),
         rejected.reset_index(drop=True),
@@ -391,7 +378,7 @@ class _Column:
     def sample(self) -> pd.Series:
         """The non-null values `_sample` would pick from the pandas view."""
         values = self.values.drop_null()
-        if len(values) > INFER_SAMPLE:
+        if len(values) > rules.INFER_SAMPLE:
             values = values.take(pa.array(_sample_positions(len(values))))
         return self.view(values)
 
@@ -411,8 +398,8 @@ def _kind(values: pa.ChunkedArray) -> str:
 
 @functools.lru_cache(maxsize=8)
 def _sample_positions(n: int) -> np.ndarray:
-    """`Series.sample(INFER_SAMPLE, random_state=0)` on n rows takes these positions."""
-    positions: np.ndarray = np.random.RandomState(0).choice(n, INFER_SAMPLE, replace=False)
+    """`Series.sample(rules.INFER_SAMPLE, random_state=0)` on n rows takes these positions."""
+    positions: np.ndarray = np.random.RandomState(0).choice(n, rules.INFER_SAMPLE, replace=False)
     positions.setflags(write=False)
     return positions
 
@@ -458,15 +445,15 @@ class _Frame:
 def _resolve(frame: _Frame, spec: ProblemSpec, pool: Executor | None = None) -> ResolvedSchema:
     columns = list(frame.columns)
     if spec.target not in columns:
-        raise BadInputError(_not_found("the target column", [spec.target], columns))
+        raise BadInputError(rules.not_found("the target column", [spec.target], columns))
     unknown = [c for c in spec.column_types if c not in columns]
     if unknown:
-        raise BadInputError(_not_found("column_types: the column(s)", unknown, columns))
+        raise BadInputError(rules.not_found("column_types: the column(s)", unknown, columns))
     sensitive = spec.fairness.sensitive_features if spec.fairness else []
     absent = [c for c in sensitive if c not in columns]
     if absent:
         raise BadInputError(
-            _not_found("fairness.sensitive_features: the column(s)", absent, columns)
+            rules.not_found("fairness.sensitive_features: the column(s)", absent, columns)
         )
 
     automatic = spec.features is None
@@ -506,7 +493,7 @@ def _resolve(frame: _Frame, spec: ProblemSpec, pool: Executor | None = None) -> 
     if spec.features is not None:
         missing = [c for c in spec.features if c not in columns]
         if missing:
-            raise BadInputError(_not_found("features: the column(s)", missing, columns))
+            raise BadInputError(rules.not_found("features: the column(s)", missing, columns))
         empty = [c for c in spec.features if frame[c].count == 0]
         if empty:
             raise BadInputError(f"feature(s) with no values at all: {', '.join(empty)}")
@@ -567,19 +554,19 @@ def _sensitive(
 
 
 def _class_counts(column: _Column) -> dict[str, int]:
-    """Rows per class label (as `_as_labels` names them), counted on the distinct values."""
+    """Rows per class label (as `rules.as_labels` names them), counted on the distinct values."""
     if column.kind in (_NUMBER, _TEXT):
         codes, values = column.distinct_values()
         per_value = np.bincount(codes[codes >= 0], minlength=len(values))
         labels: list[Any] = (
-            _as_labels(values).astype(object).where(lambda s: s.notna(), None).tolist()
+            rules.as_labels(values).astype(object).where(lambda s: s.notna(), None).tolist()
         )
         counts: dict[str, int] = {}
         for label, n in zip(labels, per_value.tolist(), strict=True):
             if label is not None:
                 counts[label] = counts.get(label, 0) + n
         return counts
-    return {str(k): int(v) for k, v in _as_labels(column.series).value_counts().items()}
+    return {str(k): int(v) for k, v in rules.as_labels(column.series).value_counts().items()}
 
 
 def _minority(counts: dict[str, int], classes: list[str]) -> tuple[str, str]:
@@ -610,25 +597,25 @@ def _infer_column(column: _Column) -> ColumnType:
     if column.kind is _TIME:
         return ColumnType.DATETIME
     if column.kind is _OTHER:
-        return _infer_type(column.series)
+        return rules.infer_type(column.series)
     if column.count == 0:
         return ColumnType.CATEGORICAL
     if column.is_dictionary:
         # Text none of whose distinct values reads as a number or holds a digit is neither
-        # numbers nor dates, whatever the sample: `_infer_values` would say so too.
-        text = column.distinct_values()[1].astype(TEXT_DTYPE).str.strip()
+        # numbers nor dates, whatever the sample: `rules.infer_values` would say so too.
+        text = column.distinct_values()[1].astype(rules.TEXT_DTYPE).str.strip()
         numbers = pd.to_numeric(text, errors="coerce").notna()
         digits = text.str.contains(r"\d", regex=True).fillna(False).astype(bool)
         if not numbers.any() and not digits.any():
             return ColumnType.CATEGORICAL
-    return _infer_values(column.sample())
+    return rules.infer_values(column.sample())
 
 
 def _exclusion(column: _Column, typ: ColumnType) -> str | None:
-    """Why a column should not be a feature, or None (`_series_exclusion`, answered from
+    """Why a column should not be a feature, or None (`rules.series_exclusion`, answered from
     Arrow where it can be)."""
     if column.kind is _OTHER:
-        return _series_exclusion(column.name, column.series, typ)
+        return rules.series_exclusion(column.name, column.series, typ)
     count = column.count
     if count == 0:
         return "empty: no values"
@@ -636,29 +623,33 @@ def _exclusion(column: _Column, typ: ColumnType) -> str | None:
         return f"constant: one distinct value ({str(column.first())!r})"
     if typ is ColumnType.DATETIME:
         return None
-    if typ is ColumnType.NUMERIC and not _id_name(column.name):
+    if typ is ColumnType.NUMERIC and not rules.id_name(column.name):
         # Such a column is id-like only as unique integers in a dense range, and never free
         # text: no need to count its distinct values when the range is too narrow for that.
         if column.kind is not _NUMBER:
             return None
         low, high = column.float_range()
         if max(abs(low), abs(high)) < _EXACT_FLOAT and high - low + 1 <= 0.9 * count:
-            return None  # at most that many distinct whole numbers: not ID_SHARE of the rows
+            return None  # at most that many distinct whole numbers: not rules.ID_SHARE of the rows
         if not column.integral:
             return None
     distinct = column.distinct
     share = distinct / count
     if _looks_like_id(column, typ, distinct, share):
-        return f"id-like: {_percent(share)} distinct values"
-    if typ is ColumnType.CATEGORICAL and distinct > TEXT_MIN_DISTINCT and share > TEXT_SHARE:
-        return f"free text: {distinct} distinct values ({_percent(share)} of rows)"
+        return f"id-like: {rules.percent(share)} distinct values"
+    if (
+        typ is ColumnType.CATEGORICAL
+        and distinct > rules.TEXT_MIN_DISTINCT
+        and share > rules.TEXT_SHARE
+    ):
+        return f"free text: {distinct} distinct values ({rules.percent(share)} of rows)"
     return None
 
 
 def _looks_like_id(column: _Column, typ: ColumnType, distinct: int, share: float) -> bool:
-    if share >= NAMED_ID_SHARE and _id_name(column.name):
+    if share >= rules.NAMED_ID_SHARE and rules.id_name(column.name):
         return True
-    if share < ID_SHARE:
+    if share < rules.ID_SHARE:
         return False
     if typ is ColumnType.CATEGORICAL:
         return True
@@ -670,7 +661,7 @@ def _looks_like_id(column: _Column, typ: ColumnType, distinct: int, share: float
 
 def _resolve_task(column: _Column, spec: ProblemSpec) -> tuple[Task, list[str] | None]:
     if column.kind not in (_NUMBER, _TEXT):
-        return _series_resolve_task(column.series, spec)
+        return rules.series_resolve_task(column.series, spec)
     name = spec.target
     if column.count == 0:
         raise BadInputError(f"the target {name!r} has no values")
@@ -679,20 +670,20 @@ def _resolve_task(column: _Column, spec: ProblemSpec) -> tuple[Task, list[str] |
     numbers = None
     if column.kind is _NUMBER:
         numbers = pd.Series(values.to_numpy(dtype="float64"))
-    elif column.inferred is ColumnType.NUMERIC:  # `_infer_type(values)`: the same sample
-        text = values.astype(TEXT_DTYPE).str.strip()
+    elif column.inferred is ColumnType.NUMERIC:  # `rules.infer_type(values)`: the same sample
+        text = values.astype(rules.TEXT_DTYPE).str.strip()
         numbers = pd.to_numeric(text, errors="coerce").dropna().astype("float64")
     task = spec.task
     if task is Task.AUTO and numbers is not None:
         integral = bool(np.all(numbers == np.round(numbers)))
-        if not integral or numbers.nunique() > MAX_INTEGER_CLASSES:
+        if not integral or numbers.nunique() > rules.MAX_INTEGER_CLASSES:
             task = Task.REGRESSION
     if task is Task.REGRESSION and numbers is None:
-        return _series_resolve_task(column.series, spec)  # raises, naming examples
+        return rules.series_resolve_task(column.series, spec)  # raises, naming examples
     if task is Task.REGRESSION:
         return task, None
-    classes = sorted(_as_labels(values).dropna().unique().tolist())
-    return _classes_task(name, task, classes), classes
+    classes = sorted(rules.as_labels(values).dropna().unique().tolist())
+    return rules.classes_task(name, task, classes), classes
 
 
 # --- cleaning -----------------------------------------------------------------------------------
@@ -716,7 +707,7 @@ def _clean(frame: _Frame, schema: ResolvedSchema, pool: Executor | None = None) 
     needed = [*kinds, schema.target]
     missing = [c for c in needed if c not in frame.columns]
     if missing:
-        raise BadInputError(_not_found("the schema's column(s)", missing, list(frame.columns)))
+        raise BadInputError(rules.not_found("the schema's column(s)", missing, list(frame.columns)))
     rows_in = frame.n
     features = list(kinds.items())
     coercions = _each(pool, lambda item: _coerce_column(frame[item[0]], item[1]), features)
@@ -810,7 +801,6 @@ def _duplicated(frame: _Frame) -> np.ndarray | None:
 
 
 # (reason, the rows it rejects or None for none, the value each of them names, if any)
-_Reason = tuple[str, np.ndarray | None, Callable[[np.ndarray], list[str]] | None]
 _TARGET_TYPES: Final = {True: pa.string(), False: pa.float64()}  # is classification -> type
 
 
@@ -833,19 +823,19 @@ def _coerce_column(
         return _labels_column(column)[0], None
     if typ is ColumnType.NUMERIC and kind is _TEXT:
         codes, values = column.distinct_values()
-        numbers, _ = _to_numbers(values)
+        numbers, _ = rules.to_numbers(values)
         numbers = numbers.where(np.isfinite(numbers)).to_numpy(dtype="float64")
         per_row = np.append(numbers, np.nan)[codes]
         return pa.array(per_row, from_pandas=True), (codes >= 0) & np.isnan(per_row)
     if typ is ColumnType.DATETIME and kind is _TEXT:
         codes, values = column.in_order_of_appearance()
-        parsed = _to_datetimes(values).to_numpy()
+        parsed = rules.to_datetimes(values).to_numpy()
         per_row = np.append(parsed, np.datetime64("NaT", "us"))[codes]
         failed = (codes >= 0) & np.isnat(per_row)
         return pa.array(per_row, pa.timestamp("us"), from_pandas=True), failed
     # no fast path: the pandas rules on the pandas view
     series = column.series
-    result, n_failed = _coerce(series, typ)
+    result, n_failed = rules.coerce(series, typ)
     arrow_type = {
         ColumnType.NUMERIC: pa.float64(),
         ColumnType.DATETIME: pa.timestamp("us"),
@@ -856,10 +846,10 @@ def _coerce_column(
 
 
 def _labels_column(column: _Column) -> tuple[pa.DictionaryArray, pd.Series, np.ndarray]:
-    """`_as_labels` of a number or text column, dictionary-encoded; with the label of each
+    """`rules.as_labels` of a number or text column, dictionary-encoded; with the label of each
     distinct value and the per-row codes into them."""
     codes, values = column.distinct_values()
-    labels = _as_labels(values)
+    labels = rules.as_labels(values)
     dictionary = column.encoded[1]
     if (
         dictionary.type == pa.string()
@@ -889,11 +879,11 @@ def _dictionary_array(codes: np.ndarray, dictionary: pa.Array, nulls: bool) -> p
 
 def _clean_target_column(
     column: _Column, schema: ResolvedSchema
-) -> tuple[pa.Array | pa.ChunkedArray, list[_Reason]]:
-    """The target values, and the rejections (`_clean_target` over distinct values)."""
+) -> tuple[pa.Array | pa.ChunkedArray, list[rules.Reason]]:
+    """The target values, and the rejections (`rules.clean_target` over distinct values)."""
     name = schema.target
     if column.kind not in (_NUMBER, _TEXT):
-        values, why = _clean_target(column.series, schema)
+        values, why = rules.clean_target(column.series, schema)
         arrow_type = _TARGET_TYPES[schema.is_classification]
         return pa.array(values, arrow_type, from_pandas=True), why
 
@@ -905,7 +895,7 @@ def _clean_target_column(
 
     def naming(shown: pd.Series) -> Callable[[np.ndarray], list[str]]:
         def named(mask: np.ndarray) -> list[str]:
-            texts = shown.astype(TEXT_DTYPE).to_numpy(dtype=object)
+            texts = shown.astype(rules.TEXT_DTYPE).to_numpy(dtype=object)
             return [str(t) for t in texts[codes[mask]]]
 
         return named
@@ -938,7 +928,7 @@ def _clean_target_column(
                 naming(values),
             ),
         ]
-    parsed, text = _to_numbers(values)
+    parsed, text = rules.to_numbers(values)
     assert text is not None
     number_values = parsed.to_numpy(dtype="float64")
     empty = (text == "").fillna(False).to_numpy(dtype=bool)
@@ -960,288 +950,3 @@ def _decoded(table: pa.Table) -> pa.Table:
         if pa.types.is_dictionary(typ):
             table = table.set_column(i, table.field(i).name, table.column(i).cast(typ.value_type))
     return table
-
-
-# --- the rules, over pandas Series --------------------------------------------------------------
-
-
-def _infer_type(s: pd.Series) -> ColumnType:
-    if ptypes.is_bool_dtype(s.dtype):
-        return ColumnType.CATEGORICAL
-    if ptypes.is_numeric_dtype(s.dtype):
-        return ColumnType.NUMERIC
-    if ptypes.is_datetime64_any_dtype(s.dtype):
-        return ColumnType.DATETIME
-    values = _sample(s.dropna())
-    if values.empty:
-        return ColumnType.CATEGORICAL
-    return _infer_values(values)
-
-
-def _infer_values(values: pd.Series) -> ColumnType:
-    """The type of a column from (a sample of) its non-null values."""
-    kind = ptypes.infer_dtype(values, skipna=True)
-    if kind == "boolean":
-        return ColumnType.CATEGORICAL
-    if kind in ("integer", "floating", "mixed-integer-float", "decimal"):
-        return ColumnType.NUMERIC
-    if kind in ("date", "datetime", "datetime64"):
-        return ColumnType.DATETIME
-    text = values.astype(TEXT_DTYPE).str.strip()
-    if _share(pd.to_numeric(text, errors="coerce").notna()) >= PARSE_SHARE:
-        return ColumnType.NUMERIC
-    # a cheap look at a few values first: most text columns are plainly not dates
-    if _share(_parse_dates(text.iloc[:200]).notna()) < 0.5:
-        return ColumnType.CATEGORICAL
-    if _share(_parse_dates(text).notna()) >= PARSE_SHARE:
-        return ColumnType.DATETIME
-    return ColumnType.CATEGORICAL
-
-
-def _sample(s: pd.Series) -> pd.Series:
-    return s.sample(INFER_SAMPLE, random_state=0) if len(s) > INFER_SAMPLE else s
-
-
-def _share(mask: pd.Series) -> float:
-    return float(mask.mean()) if len(mask) else 0.0
-
-
-def _parse_dates(text: pd.Series) -> pd.Series:
-    """Parse date strings to naive UTC datetime64[us]; unparseable values become NaT.
-
-    Each distinct value is parsed once, vectorized with the one format that fits the most
-    values (ISO 8601, or a guessed day-first or month-first format), then value by value
-    for the few that format missed.
-    """
-    codes, uniques = pd.factorize(text)
-    if not len(uniques):
-        return pd.Series(pd.NaT, index=text.index, dtype=DATETIME_DTYPE)
-    strings = pd.Series(uniques, dtype=TEXT_DTYPE)
-    strings = strings[strings.str.contains(r"\d", regex=True).fillna(False).astype(bool)]
-    parsed = pd.Series(pd.NaT, index=range(len(uniques)), dtype="datetime64[us, UTC]")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        fmt = _best_format(strings.iloc[:1000])
-        if fmt is not None:
-            parsed[strings.index] = pd.to_datetime(strings, errors="coerce", format=fmt, utc=True)
-        todo = strings[parsed[strings.index].isna().to_numpy()]
-        if len(todo):
-            parsed[todo.index] = pd.to_datetime(todo, errors="coerce", format="mixed", utc=True)
-    naive = parsed.dt.tz_localize(None).to_numpy()
-    taken = naive[codes]
-    taken[codes < 0] = np.datetime64("NaT")
-    return pd.Series(taken, index=text.index, dtype=DATETIME_DTYPE)
-
-
-def _best_format(head: pd.Series) -> str | None:
-    """The format, among ISO 8601 and those guessed from a few values, that parses most."""
-    guessed = {
-        guess_datetime_format(value, dayfirst=dayfirst)
-        for value in head.iloc[:20]
-        for dayfirst in (False, True)
-    }
-    best, best_count = None, 0
-    for fmt in ["ISO8601", *sorted(f for f in guessed if f)]:
-        count = int(pd.to_datetime(head, errors="coerce", format=fmt, utc=True).notna().sum())
-        if count > best_count:
-            best, best_count = fmt, count
-    return best
-
-
-def _series_exclusion(name: str, s: pd.Series, typ: ColumnType) -> str | None:
-    """Why a column should not be a feature, or None."""
-    count = int(s.notna().sum())
-    if count == 0:
-        return "empty: no values"
-    distinct = int(s.nunique(dropna=True))
-    if distinct == 1:
-        return f"constant: one distinct value ({str(s.dropna().iloc[0])!r})"
-    if typ is ColumnType.DATETIME or ptypes.is_bool_dtype(s.dtype):
-        return None
-    share = distinct / count
-    if _series_looks_like_id(name, s, typ, distinct, share):
-        return f"id-like: {_percent(share)} distinct values"
-    if typ is ColumnType.CATEGORICAL and distinct > TEXT_MIN_DISTINCT and share > TEXT_SHARE:
-        return f"free text: {distinct} distinct values ({_percent(share)} of rows)"
-    return None
-
-
-def _series_looks_like_id(
-    name: str, s: pd.Series, typ: ColumnType, distinct: int, share: float
-) -> bool:
-    if share >= NAMED_ID_SHARE and _id_name(name):
-        return True
-    if share < ID_SHARE:
-        return False
-    if typ is ColumnType.CATEGORICAL:
-        return True
-    if not ptypes.is_numeric_dtype(s.dtype):
-        return False
-    values = s.dropna().to_numpy(dtype="float64")
-    if not np.all(values == np.round(values)):
-        return False
-    # A unique integer is an id when it counts rows (a dense range), not when it measures
-    # something (an income in dollars is unique too, but spread wide).
-    return float(values.max() - values.min() + 1) <= 2 * distinct
-
-
-def _id_name(name: str) -> bool:
-    lower = name.lower().strip()
-    if lower in ("id", "uuid", "guid", "key") or lower.endswith(("_id", " id", "-id", "uuid")):
-        return True
-    return len(name) > 2 and name.endswith(("Id", "ID")) and name[-3].islower()
-
-
-def _percent(share: float) -> str:
-    return f"{math.floor(share * 100)}%"
-
-
-# --- target --------------------------------------------------------------------------------
-
-
-def _series_resolve_task(target: pd.Series, spec: ProblemSpec) -> tuple[Task, list[str] | None]:
-    name = spec.target
-    values = target.dropna()
-    if values.empty:
-        raise BadInputError(f"the target {name!r} has no values")
-    numbers = _numeric_values(values)
-    task = spec.task
-    if task is Task.AUTO and numbers is not None:
-        integral = bool(np.all(numbers == np.round(numbers)))
-        if not integral or numbers.nunique() > MAX_INTEGER_CLASSES:
-            task = Task.REGRESSION
-    if task is Task.REGRESSION:
-        if numbers is None:
-            examples = ", ".join(repr(v) for v in values.astype(str).unique()[:3])
-            raise BadInputError(
-                f"the target {name!r} is not numeric (e.g. {examples}); a regression target "
-                "must be a number"
-            )
-        return task, None
-
-    classes = sorted(_as_labels(values).dropna().unique().tolist())
-    return _classes_task(name, task, classes), classes
-
-
-def _classes_task(name: str, task: Task, classes: list[str]) -> Task:
-    """The classification task the classes make (or check the spec's against them)."""
-    if len(classes) < 2:
-        label = classes[0] if classes else ""
-        raise BadInputError(f"the target {name!r} has a single class {label!r}: nothing to learn")
-    if task is Task.AUTO:
-        task = Task.BINARY if len(classes) == 2 else Task.MULTICLASS
-    if task is Task.BINARY and len(classes) != 2:
-        shown = ", ".join(map(repr, classes[:10])) + (", ..." if len(classes) > 10 else "")
-        raise BadInputError(
-            f"the task is binary but the target {name!r} has {len(classes)} classes: {shown}"
-        )
-    return task
-
-
-def _numeric_values(values: pd.Series) -> pd.Series | None:
-    """The non-null values as float64 when they are numbers (or mostly numeric text)."""
-    if ptypes.is_bool_dtype(values.dtype):
-        return None
-    if ptypes.is_numeric_dtype(values.dtype):
-        return pd.Series(values.to_numpy(dtype="float64"), index=values.index)
-    if _infer_type(values) is not ColumnType.NUMERIC:
-        return None
-    numbers = pd.to_numeric(values.astype(TEXT_DTYPE).str.strip(), errors="coerce")
-    return numbers.dropna().astype("float64")
-
-
-def _clean_target(raw: pd.Series, schema: ResolvedSchema) -> tuple[pd.Series, list[_Reason]]:
-    """The target values, and the rejections: (reason, rows, the values to name or None)."""
-    name = schema.target
-
-    def naming(values: pd.Series) -> Callable[[np.ndarray], list[str]]:
-        return lambda mask: [str(t) for t in values[mask].astype(TEXT_DTYPE)]
-
-    if schema.is_classification:
-        labels = _as_labels(raw)
-        missing = labels.isna()
-        unknown = ~missing & ~labels.isin(schema.classes or [])
-        return labels, [
-            (f"target {name!r} is missing", missing.to_numpy(dtype=bool), None),
-            (
-                f"target {name!r} has a class the schema does not know",
-                unknown.to_numpy(dtype=bool),
-                naming(labels),
-            ),
-        ]
-
-    numbers, text = _to_numbers(raw)
-    shown = raw.astype(TEXT_DTYPE) if text is None else text
-    missing = raw.isna() | (shown == "").fillna(False)
-    not_number = ~missing & numbers.isna()
-    infinite = numbers.notna() & ~np.isfinite(numbers)
-    return numbers.where(np.isfinite(numbers)), [
-        (f"target {name!r} is missing", missing.to_numpy(dtype=bool), None),
-        (f"target {name!r} is not a number", not_number.to_numpy(dtype=bool), naming(shown)),
-        (f"target {name!r} is not finite", infinite.to_numpy(dtype=bool), naming(shown)),
-    ]
-
-
-# --- coercion ------------------------------------------------------------------------------
-
-
-def _coerce(s: pd.Series, typ: ColumnType) -> tuple[pd.Series, int]:
-    """The column as its type's dtype, and how many values failed and became null."""
-    if typ is ColumnType.CATEGORICAL:
-        return _as_labels(s), 0
-    if typ is ColumnType.NUMERIC:
-        numbers, _ = _to_numbers(s)
-        numbers = numbers.where(np.isfinite(numbers))
-    else:
-        numbers = _to_datetimes(s)
-    failed = int((s.notna() & numbers.isna()).sum())
-    return numbers, failed
-
-
-def _to_numbers(s: pd.Series) -> tuple[pd.Series, pd.Series | None]:
-    """float64 values (NaN when missing or not a number) and the stripped text, if text."""
-    if ptypes.is_bool_dtype(s.dtype) or ptypes.is_numeric_dtype(s.dtype):
-        return pd.Series(s.to_numpy(dtype="float64", na_value=np.nan), index=s.index), None
-    text = s.astype(TEXT_DTYPE).str.strip()
-    numbers = pd.to_numeric(text, errors="coerce")
-    return pd.Series(numbers.to_numpy(dtype="float64", na_value=np.nan), index=s.index), text
-
-
-def _to_datetimes(s: pd.Series) -> pd.Series:
-    if ptypes.is_datetime64_any_dtype(s.dtype):
-        if isinstance(s.dtype, pd.DatetimeTZDtype):
-            s = s.dt.tz_convert("UTC").dt.tz_localize(None)
-        return s.astype(DATETIME_DTYPE)
-    if ptypes.infer_dtype(s, skipna=True) in ("date", "datetime"):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            parsed = pd.to_datetime(s, errors="coerce", utc=True)
-        return parsed.dt.tz_localize(None).astype(DATETIME_DTYPE)
-    return _parse_dates(s.astype(TEXT_DTYPE).str.strip())
-
-
-def _as_labels(s: pd.Series) -> pd.Series:
-    """Values as label strings: 1.0 -> "1", True -> "true", " yes " -> "yes"; nulls stay null."""
-    if ptypes.is_bool_dtype(s.dtype) or ptypes.infer_dtype(s, skipna=True) == "boolean":
-        return s.map({True: "true", False: "false"}).astype(TEXT_DTYPE)
-    if ptypes.is_numeric_dtype(s.dtype):
-        numbers = s.to_numpy(dtype="float64", na_value=np.nan)
-        integral = np.isfinite(numbers) & (numbers == np.round(numbers))
-        integral &= np.abs(numbers) < 2**53
-        labels = pd.Series(numbers.astype(str), index=s.index, dtype=object)
-        labels[integral] = numbers[integral].astype(np.int64).astype(str)
-        labels[np.isnan(numbers)] = None
-        return labels.astype(TEXT_DTYPE)
-    text = s.astype(TEXT_DTYPE).str.strip()
-    return text.mask(text == "")
-
-
-def _not_found(what: str, names: list[str], columns: list[str]) -> str:
-    parts = []
-    for name in names:
-        close = difflib.get_close_matches(name, columns, n=3, cutoff=0.6)
-        hint = f" (did you mean {' or '.join(map(repr, close))}?)" if close else ""
-        parts.append(f"{name!r}{hint}")
-    shown = ", ".join(columns[:30]) + (", ..." if len(columns) > 30 else "")
-    verb = "is" if len(names) == 1 else "are"
-    return f"{what} {', '.join(parts)} {verb} not in the data; the columns are: {shown}"
