@@ -65,11 +65,35 @@ class MonitoringLimits(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     psi_threshold: float = Field(0.2, gt=0, description="PSI above which a feature has drifted")
+    ks_threshold: float | None = Field(
+        0.15,
+        gt=0,
+        le=1,
+        description="numeric and date features: a KS statistic above this drifts the feature "
+        "too, when chance alone would not reach it at the window's size (null: PSI only)",
+    )
+    categorical_distance_threshold: float | None = Field(
+        0.15,
+        gt=0,
+        le=1,
+        description="categorical features: the same with the total variation distance of the "
+        "category shares (null: PSI only)",
+    )
     max_drifted_features: int = Field(
         1, ge=0, description="alarm when more features than this have drifted"
     )
     prediction_psi_threshold: float = Field(0.2, gt=0)
     min_samples: int = Field(100, ge=1, description="smallest window the monitor judges")
+
+    def drift_rule(self) -> str:
+        """`PSI above 0.2, KS above 0.15 or category distance above 0.15`: when a feature
+        drifts, for alarm descriptions and cards."""
+        parts = [f"PSI above {self.psi_threshold:g}"]
+        if self.ks_threshold is not None:
+            parts.append(f"KS above {self.ks_threshold:g}")
+        if self.categorical_distance_threshold is not None:
+            parts.append(f"category distance above {self.categorical_distance_threshold:g}")
+        return parts[0] if len(parts) == 1 else f"{', '.join(parts[:-1])} or {parts[-1]}"
 
 
 class ReleasePolicy(BaseModel):

@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 from scipy.stats import ks_2samp
 
+from mlcycle.domain.drift_stats import sorted_bin_fractions
 from mlcycle.domain.features import bin_fractions, category_fractions, drift_baseline
 from mlcycle.domain.monitor import (
-    _sorted_bin_fractions,
     extend_baseline,
     feature_drift,
     live_quality,
@@ -96,8 +96,14 @@ def test_shifted_mean_and_changed_mix_are_flagged_by_name(baseline: dict) -> Non
     result = feature_drift(current, baseline, SCHEMA, LIMITS).to_json()
     assert result["drifted_features"] == ["age", "plan"]
     assert result["alarm"]  # 2 drifted > max_drifted_features 1
-    assert any("age, plan" in reason for reason in result["reasons"])
+    assert any(
+        "2 features drifted, more than the 1 allowed: age (PSI" in reason
+        and ", plan (PSI" in reason
+        for reason in result["reasons"]
+    )
     features = by_name(result)
+    assert features["age"]["drifted_by"] == ["psi", "ks"]
+    assert features["plan"]["drifted_by"] == ["psi", "distance"]
     assert features["age"]["ks"] > 0.2
     assert features["plan"]["cramers_v"] > 0.2
     assert features["plan"]["unknown_rate"] == 0.0
@@ -192,8 +198,8 @@ def test_sorted_bin_fractions_match_the_features_helper(values: list[float]) -> 
     rng = np.random.default_rng(40)
     data = np.sort(np.r_[values, rng.integers(0, 10, 500).astype("float64")])
     for edges in ([], [2.0], [1.0, 2.0, 5.0], [0.5, 2.0, 2.5, 9.0, 11.0]):
-        assert _sorted_bin_fractions(data, edges) == pytest.approx(bin_fractions(data, edges))
-    assert _sorted_bin_fractions(np.array([]), [1.0, 2.0]) == bin_fractions([], [1.0, 2.0])
+        assert sorted_bin_fractions(data, edges) == pytest.approx(bin_fractions(data, edges))
+    assert sorted_bin_fractions(np.array([]), [1.0, 2.0]) == bin_fractions([], [1.0, 2.0])
 
 
 def test_quantile_grid_is_empty_without_values() -> None:

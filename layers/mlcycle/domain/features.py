@@ -44,6 +44,9 @@ MIN_SPLIT_ROWS = 5  # smallest train or holdout side we accept
 MAX_CATEGORIES = 40  # one-hot width bound per column (includes the infrequent bucket)
 MIN_CATEGORY_FREQUENCY = 0.01  # rarer categories share the infrequent bucket
 BASELINE_TOP_CATEGORIES = 50
+# an integer feature with at most this many distinct values whose deciles tie is binned by
+# value (`value_distribution`)
+MAX_BINNED_VALUES = 30
 DATE_PARTS = ("year", "month", "day", "dayofweek", "days_since_epoch")
 PSI_EPSILON = 1e-4
 _EPOCH = pd.Timestamp("1970-01-01")
@@ -379,6 +382,10 @@ def drift_baseline(train: pd.DataFrame, schema: ResolvedSchema) -> dict[str, Any
     NUMERIC/DATETIME (dates as days since epoch): `edges` are the unique interior decile cut
     points; bins are (-inf, e0), [e0, e1), ..., [e_last, +inf), so `fractions` has
     len(edges) + 1 entries over the non-missing rows (see `bin_fractions`).
+    NUMERIC with few integer values whose deciles tie (`value_distribution`): also `values`,
+    the distinct training values ascending, and `value_fractions`, each one's share of the
+    non-missing rows; the monitor then bins it by value (a baseline without them, as older
+    ones, is binned by deciles).
     CATEGORICAL: `frequencies` of the top categories and the `__other__` share over the
     non-missing rows (see `category_fractions`). Every feature has its `missing_rate`.
     """
@@ -407,6 +414,8 @@ def drift_baseline(train: pd.DataFrame, schema: ResolvedSchema) -> dict[str, Any
             entry["max"] = _num(finite.max()) if finite.size else None
             entry["mean"] = _num(finite.mean()) if finite.size else None
             entry["std"] = _num(finite.std(ddof=1)) if finite.size > 1 else None
+            if kind is ColumnType.NUMERIC:
+                entry.update(value_distribution(finite, edges))
         out["columns"][col] = entry
     return out
 
@@ -423,6 +432,25 @@ def _decile_edges(values: np.ndarray) -> list[float]:
         return []
     cuts = np.quantile(values, np.linspace(0.1, 0.9, 9))
     return [float(v) for v in np.unique(cuts)]
+
+
+def value_distribution(finite: np.ndarray, edges: list[float]) -> dict[str, list[float]]:
+    """`values` and `value_fractions` of a feature whose finite values are at most
+    `MAX_BINNED_VALUES` distinct integers and whose decile cut points tie (fewer than 9
+    distinct): deciles lump its values together, so it is worth binning by value. Empty
+    otherwise: with 9 distinct cut points the deciles already separate the values about as
+    finely (an hour of the day), and value bins would only add noise."""
+    if finite.size == 0 or len(edges) >= 9:
+        return {}
+    values, counts = np.unique(finite, return_counts=True)
+    if values.size > MAX_BINNED_VALUES or not np.all(
+        np.isfinite(values) & (values == np.round(values))
+    ):
+        return {}
+    return {
+        "values": [float(v) for v in values],
+        "value_fractions": [int(c) / finite.size for c in counts],
+    }
 
 
 def bin_fractions(values: Any, edges: list[float]) -> list[float]:

@@ -252,7 +252,7 @@ def _factors(spec: ProblemSpec, schema: ResolvedSchema, evaluation: Mapping[str,
         f"compares live traffic with the training data and alarms when more than "
         f"{limits.max_drifted_features} feature"
         f"{'s drift' if limits.max_drifted_features != 1 else ' drifts'} "
-        f"(PSI above {limits.psi_threshold})."
+        f"({limits.drift_rule()})."
     )
     kept_out = [c for c in schema.sensitive if c not in schema.features]
     if kept_out:

@@ -1,18 +1,23 @@
 """Model monitoring: a window of live data against the training baseline, with no AWS.
 
-- `feature_drift`: per feature PSI against the baseline's bins (the alert statistic), a
-  Kolmogorov-Smirnov effect size for numeric/datetime features, Cramér's V for categorical
-  ones, missing and unknown-category rates; a summary with the alarm decision.
+- `feature_drift`: per feature PSI against the baseline's bins, a Kolmogorov-Smirnov effect
+  size for numeric/datetime features, the total variation distance and Cramér's V for
+  categorical ones, missing and unknown-value rates; a feature drifts when its PSI or its
+  effect size (KS, distance) passes its limit, and says which; a summary with the alarm.
 - `prediction_drift` / `prediction_baseline`: PSI of the predictions against the holdout's.
 - `live_quality`: the evaluation metrics on predictions joined with late labels.
 
-The baseline is `features.drift_baseline` (deciles and category shares), optionally
-extended by `extend_baseline` with a per-feature quantile grid (a finer KS) and the
-prediction summary; the monitor works without the extension, with a coarser KS estimate.
+The baseline is `features.drift_baseline` (deciles, the values of a feature with few integer
+values, category shares), optionally extended by `extend_baseline` with a per-feature
+quantile grid (a finer KS) and the prediction summary; the monitor works without the
+extension, with a coarser KS estimate. The statistics themselves (value bins, the baseline
+CDF, KS, distances and their chance levels) are `mlcycle.domain.drift_stats`.
 
-Why PSI alerts and KS only informs: with tens of thousands of rows a KS (or chi-square) test
-rejects for differences nobody cares about, so p-values are not reported; the KS statistic
-itself is a sample-size-free effect size and is kept for the report.
+Why effect sizes and not p-values: with tens of thousands of rows a KS (or chi-square) test
+rejects for differences nobody cares about, so p-values are not reported. The KS statistic
+and the total variation distance do not grow with the row count; they alert where PSI is
+weak (a shift inside a bin, mass moving between two large categories), and only above the
+level chance reaches at the window's size, so a small window does not alarm on noise.
 
 PSI here includes a missing-value bin: the shares compared are those of every row (each bin's
 share of the non-missing rows scaled by the present rate, then the missing rate), so a rising
@@ -20,8 +25,8 @@ missing rate drifts a feature just like a shifted distribution does. With equal 
 it equals the PSI of the non-missing shares up to that scaling.
 
 Performance: each numeric column is sorted once (numpy's sort beats a binary search per value
-by several times), then the decile bins (`bin_fractions`' bins, one binary search per edge)
-and the KS points are read off the sorted values; each
+by several times), then the decile or value bins (binary searches per edge or value) and the
+KS points are read off the sorted values; each
 categorical column is counted once with `value_counts` and only the distinct values are
 turned into strings. Only the feature columns are read; nothing copies the frame.
 """
@@ -31,12 +36,27 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from itertools import pairwise
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from mlcycle.domain.drift_stats import (
+    QUANTILE_POINTS,
+    baseline_cdf,
+    cramers_v,
+    decile_labels,
+    distance_chance_level,
+    ks_chance_level,
+    ks_statistic,
+    sorted_bin_fractions,
+    total_variation,
+    value_bin_share,
+    value_fractions_of,
+    value_groups,
+    value_labels,
+    value_reference,
+)
 from mlcycle.domain.evaluate import holdout_metrics
 from mlcycle.domain.features import (
     MISSING_CATEGORY,
@@ -50,10 +70,8 @@ from mlcycle.errors import BadInputError
 from mlcycle.schema import ResolvedSchema
 from mlcycle.spec import METRICS, PROBABILITY_METRICS, ColumnType, MonitoringLimits, Task
 
-QUANTILE_POINTS = 1001  # grid 0, 0.001, ..., 1: KS resolution about 0.001, ~20 KB JSON/feature
 DECILES = np.linspace(0.1, 0.9, 9)  # the interior cut points `drift_baseline` uses
 MIN_LABELS = 30  # fewer joined labels than this give no live metric
-_EPOCH = pd.Timestamp("1970-01-01")
 
 Json = dict[str, Any]
 
@@ -64,7 +82,8 @@ Json = dict[str, Any]
 @dataclass
 class FeatureDrift:
     """One feature of one window. `bins`/`reference`/`current` are the shares PSI compared
-    (every row, the last bin being the missing values), so the report can plot them."""
+    (every row, the last bin being the missing values), so the report can plot them.
+    `drifted_by` names the statistics that passed their limit: "psi", "ks", "distance"."""
 
     name: str
     type: str
@@ -78,7 +97,11 @@ class FeatureDrift:
     mean: float | None = None  # numeric/datetime (datetimes in days since epoch)
     baseline_mean: float | None = None
     cramers_v: float | None = None  # categorical: effect size of the 2 x k shares table
-    unknown_rate: float | None = None  # categorical: share of values the baseline does not list
+    distance: float | None = None  # categorical: total variation distance over the bins
+    chance_level: float | None = None  # the effect size chance reaches at this size (p 0.001)
+    binning: str = "deciles"  # numeric: "deciles" or "values"; categorical: "categories"
+    drifted_by: list[str] = field(default_factory=list)
+    unknown_rate: float | None = None  # share of values the baseline does not list
     unknown_exact: bool | None = None  # False: the baseline lists only the top categories
     bins: list[str] = field(default_factory=list)
     reference: list[float] = field(default_factory=list)
@@ -207,7 +230,10 @@ def feature_drift(
 ) -> DriftResult:
     """Compare a window of live feature rows with the training baseline.
 
-    A feature has drifted when its PSI exceeds `limits.psi_threshold`. The window alarms when
+    A feature has drifted when its PSI exceeds `limits.psi_threshold`, or its effect size
+    (KS for numbers and dates, the total variation distance for categories) exceeds
+    `limits.ks_threshold` / `limits.categorical_distance_threshold` and its chance level at
+    the window's size; `FeatureDrift.drifted_by` says which. The window alarms when
     more than `limits.max_drifted_features` features drifted, or when the prediction PSI
     exceeds `limits.prediction_psi_threshold` (only with `predictions` and a prediction
     summary: `prediction_summary`, else the baseline's `predictions` entry). A window smaller
@@ -222,7 +248,7 @@ def feature_drift(
 
     n_ref = int(baseline.get("row_count", 0))
     results = [
-        _feature(name, kind, current[name], baseline["columns"][name], n_ref, limits.psi_threshold)
+        _feature(name, kind, current[name], baseline["columns"][name], n_ref, limits)
         for name, kind in schema.features.items()
     ]
     summary = prediction_summary or baseline.get("predictions")
@@ -238,12 +264,13 @@ def feature_drift(
 
     n = len(current)
     drifted = [f.name for f in results if f.drifted]
+    said = ", ".join(_why(f, limits) for f in results if f.drifted)
     enough = n >= limits.min_samples
     causes = []
     if len(drifted) > limits.max_drifted_features:
         causes.append(
-            f"{len(drifted)} features drifted (PSI > {limits.psi_threshold:g}), more than the "
-            f"{limits.max_drifted_features} allowed: {', '.join(drifted)}"
+            f"{len(drifted)} features drifted, more than the {limits.max_drifted_features} "
+            f"allowed: {said}"
         )
     if prediction is not None and prediction.drifted:
         causes.append(
@@ -256,7 +283,8 @@ def feature_drift(
             "needs to judge: no alarm"
         )
     elif not causes:
-        reasons.append(f"{len(drifted)} of {len(results)} features drifted: within limits")
+        which = f" ({said})" if said else ""
+        reasons.append(f"{len(drifted)} of {len(results)} features drifted{which}: within limits")
     reasons += causes
     return DriftResult(
         sample_size=n,
@@ -273,25 +301,39 @@ def feature_drift(
 
 
 def _feature(
-    name: str, kind: ColumnType, s: pd.Series, base: Json, n_ref: int, threshold: float
+    name: str, kind: ColumnType, s: pd.Series, base: Json, n_ref: int, limits: MonitoringLimits
 ) -> FeatureDrift:
     n_rows = len(s)
     base_missing = float(base.get("missing_rate", 0.0))
     if kind is ColumnType.CATEGORICAL:
-        return _categorical(name, s, base, base_missing, n_ref, threshold)
+        return _categorical(name, s, base, base_missing, n_ref, limits)
     finite = _sorted_finite(_feature_values(s, kind))  # sorted once: bins and KS read it
     missing_rate = 1.0 - finite.size / n_rows if n_rows else 0.0
-    edges = list(base.get("edges", []))
-    current = _with_missing(_sorted_bin_fractions(finite, edges), missing_rate)
-    reference = _with_missing(base.get("fractions", [0.0] * (len(edges) + 1)), base_missing)
+    values = base.get("values") if kind is ColumnType.NUMERIC else None
+    unseen: Json = {}
+    if values:  # few integer values: one bin per value (rare neighbours merged), then unseen
+        groups = value_groups(base["value_fractions"], value_bin_share(finite.size))
+        shares = value_fractions_of(finite, values, groups)
+        base_shares = value_reference(base["value_fractions"], groups)
+        labels = [*value_labels(values, groups), OTHER_CATEGORY]
+        unseen = {"unknown_rate": shares[-1] if finite.size else None, "unknown_exact": True}
+    else:
+        edges = list(base.get("edges", []))
+        shares = sorted_bin_fractions(finite, edges)
+        base_shares = base.get("fractions", [0.0] * (len(edges) + 1))
+        labels = decile_labels(edges, kind)
+    current = _with_missing(shares, missing_rate)
+    reference = _with_missing(base_shares, base_missing)
     value = psi(reference, current)
-    cdf = _baseline_cdf(base)
-    ks = _ks(finite, cdf) if cdf is not None and finite.size else None
+    cdf = baseline_cdf(base)
+    ks = ks_statistic(finite, cdf) if cdf is not None and finite.size else None
+    chance = ks_chance_level(finite.size, n_ref * (1.0 - base_missing)) if ks is not None else None
+    flags = _flags(value, limits.psi_threshold, ("ks", ks, limits.ks_threshold, chance))
     return FeatureDrift(
         name=name,
         type=kind.value,
         psi=value,
-        drifted=value > threshold,
+        drifted=bool(flags),
         n=int(finite.size),
         missing_rate=missing_rate,
         baseline_missing_rate=base_missing,
@@ -299,14 +341,18 @@ def _feature(
         ks_grid=cdf.x.size if cdf is not None else None,
         mean=_num(finite.mean()) if finite.size else None,
         baseline_mean=base.get("mean"),
-        bins=[*_bin_labels(edges, kind), MISSING_CATEGORY],
+        chance_level=chance,
+        binning="values" if values else "deciles",
+        drifted_by=flags,
+        bins=[*labels, MISSING_CATEGORY],
         reference=reference,
         current=current,
+        **unseen,
     )
 
 
 def _categorical(
-    name: str, s: pd.Series, base: Json, base_missing: float, n_ref: int, threshold: float
+    name: str, s: pd.Series, base: Json, base_missing: float, n_ref: int, limits: MonitoringLimits
 ) -> FeatureDrift:
     n_rows = len(s)
     categories = list(base.get("frequencies", {}))
@@ -323,22 +369,56 @@ def _categorical(
     base_shares = [*base.get("frequencies", {}).values(), base.get(OTHER_CATEGORY, 0.0)]
     reference = _with_missing(base_shares, base_missing)
     value = psi(reference, current)
-    unknown_rate = shares[-1] if present else None
+    distance = total_variation(reference, current) if n_rows else None
+    chance = distance_chance_level(reference, n_rows, n_ref) if n_rows else None
+    limit = limits.categorical_distance_threshold
+    flags = _flags(value, limits.psi_threshold, ("distance", distance, limit, chance))
     return FeatureDrift(
         name=name,
         type=ColumnType.CATEGORICAL.value,
         psi=value,
-        drifted=value > threshold,
+        drifted=bool(flags),
         n=present,
         missing_rate=missing_rate,
         baseline_missing_rate=base_missing,
-        cramers_v=_cramers_v(reference, n_ref, current, n_rows),
-        unknown_rate=unknown_rate,
+        cramers_v=cramers_v(reference, n_ref, current, n_rows),
+        distance=distance,
+        chance_level=chance,
+        binning="categories",
+        drifted_by=flags,
+        unknown_rate=shares[-1] if present else None,
         unknown_exact=float(base.get(OTHER_CATEGORY, 0.0)) == 0.0,
         bins=[*categories, OTHER_CATEGORY, MISSING_CATEGORY],
         reference=reference,
         current=current,
     )
+
+
+def _flags(
+    psi_value: float,
+    psi_threshold: float,
+    effect: tuple[str, float | None, float | None, float | None],
+) -> list[str]:
+    """The statistics that drift a feature: PSI above its threshold; the effect size
+    (`name`, value, threshold, chance level) above both its threshold and its chance level."""
+    name, value, threshold, chance = effect
+    flags = ["psi"] if psi_value > psi_threshold else []
+    if value is not None and threshold is not None and value > max(threshold, chance or 0.0):
+        flags.append(name)
+    return flags
+
+
+def _why(f: FeatureDrift, limits: MonitoringLimits) -> str:
+    """`name (PSI 0.31 > 0.2, KS 0.24 > 0.15)`: what drifted a feature."""
+    said = []
+    if "psi" in f.drifted_by:
+        said.append(f"PSI {f.psi:.3g} > {limits.psi_threshold:g}")
+    if "ks" in f.drifted_by and f.ks is not None and limits.ks_threshold is not None:
+        said.append(f"KS {f.ks:.3g} > {limits.ks_threshold:g}")
+    limit = limits.categorical_distance_threshold
+    if "distance" in f.drifted_by and f.distance is not None and limit is not None:
+        said.append(f"distance {f.distance:.3g} > {limit:g}")
+    return f"{f.name} ({', '.join(said)})"
 
 
 # --- prediction drift --------------------------------------------------------------------
@@ -358,14 +438,14 @@ def prediction_drift(
         finite = _sorted_finite(_as_float(current_predictions))
         edges = list(baseline_summary.get("edges", []))
         reference = list(baseline_summary.get("fractions", [0.0] * (len(edges) + 1)))
-        current = _sorted_bin_fractions(finite, edges)
-        cdf = _baseline_cdf(baseline_summary)
+        current = sorted_bin_fractions(finite, edges)
+        cdf = baseline_cdf(baseline_summary)
         extra: Json = {
-            "ks": _ks(finite, cdf) if cdf is not None and finite.size else None,
+            "ks": ks_statistic(finite, cdf) if cdf is not None and finite.size else None,
             "mean": _num(finite.mean()) if finite.size else None,
             "baseline_mean": baseline_summary.get("mean"),
         }
-        labels = _bin_labels(edges, ColumnType.NUMERIC)
+        labels = decile_labels(edges, ColumnType.NUMERIC)
         n = int(finite.size)
     else:
         classes = [str(c) for c in baseline_summary.get("classes", [])]
@@ -504,19 +584,6 @@ def _sorted_finite(values: np.ndarray) -> np.ndarray:
     return finite
 
 
-def _sorted_bin_fractions(sorted_values: np.ndarray, edges: list[float]) -> list[float]:
-    """`features.bin_fractions` for sorted finite values (same bins, closed on the left),
-    read off with one binary search per edge instead of one per value: at a million rows
-    the per-value search is most of the monitor's time and grows faster than linearly (the
-    values stop fitting in the cache). Tests pin it to `bin_fractions`."""
-    n = sorted_values.size
-    if n == 0:
-        return [0.0] * (len(edges) + 1)
-    below = np.searchsorted(sorted_values, np.asarray(edges, dtype="float64"), side="left")
-    counts = np.diff(np.r_[0, below, n])
-    return [float(c) / n for c in counts]
-
-
 def _deciles(sorted_finite: np.ndarray) -> list[float]:
     # the cut points `features.drift_baseline` uses, so prediction bins read the same way
     if sorted_finite.size == 0:
@@ -527,92 +594,6 @@ def _deciles(sorted_finite: np.ndarray) -> list[float]:
 def _with_missing(shares: Sequence[float], missing_rate: float) -> list[float]:
     present = 1.0 - missing_rate
     return [float(x) * present for x in shares] + [float(missing_rate)]
-
-
-@dataclass
-class _Cdf:
-    """The baseline CDF as nodes: F(x) exactly at each node (`left`: the share below x,
-    else the share at or below x); `interpolate`: linear in between is a fair model (a fine
-    grid; between deciles it is not, the tails are far from linear)."""
-
-    x: np.ndarray
-    p: np.ndarray
-    left: np.ndarray  # bool per node
-    interpolate: bool
-
-
-def _baseline_cdf(base: Json) -> _Cdf | None:
-    """From the stored quantile grid when there is one, else from the deciles."""
-    q = base.get("quantiles")
-    if q:
-        x = np.asarray(q, dtype="float64")
-        p = np.linspace(0.0, 1.0, x.size)
-        # a repeated quantile (a discrete feature) keeps its largest p: F just after the jump
-        last = np.r_[np.flatnonzero(np.diff(x) > 0), x.size - 1]
-        return _Cdf(x[last], p[last], np.zeros(last.size, dtype=bool), interpolate=True)
-    if base.get("min") is None or base.get("max") is None:
-        return None
-    # bins are closed on the left, so the cumulative decile share at edge e is exactly the
-    # share below e; the minimum has nothing below it, the maximum everything at or below
-    edges = np.asarray(base.get("edges", []), dtype="float64")
-    below = np.cumsum(base.get("fractions", [1.0]))[:-1]
-    lo = [] if edges.size and edges[0] <= base["min"] else [base["min"]]
-    x = np.asarray([*lo, *edges, base["max"]], dtype="float64")
-    p = np.asarray([*([0.0] * len(lo)), *below, 1.0], dtype="float64")
-    left = np.ones(x.size, dtype=bool)
-    left[-1] = False
-    return _Cdf(x, p, left, interpolate=False)
-
-
-def _ks(sorted_current: np.ndarray, cdf: _Cdf) -> float:
-    """sup |F_current - F_baseline| over the baseline nodes (exact comparisons there) and,
-    on a fine grid, ~1000 quantiles of the current values that fall between nodes (baseline
-    interpolated), so that current mass packed between two nodes is seen too. On deciles
-    only the nodes count: a lower bound, never a spurious value."""
-    n = sorted_current.size
-    at_nodes = np.where(
-        cdf.left,
-        np.searchsorted(sorted_current, cdf.x, side="left"),
-        np.searchsorted(sorted_current, cdf.x, side="right"),
-    )
-    worst = float(np.max(np.abs(at_nodes / n - cdf.p)))
-    if not cdf.interpolate:
-        return worst
-    step = max(1, n // QUANTILE_POINTS)
-    z = np.unique(np.r_[sorted_current[::step], sorted_current[-1]])
-    z = z[~np.isin(z, cdf.x)]
-    if z.size:
-        f_cur = np.searchsorted(sorted_current, z, side="right") / n
-        f_base = np.interp(z, cdf.x, cdf.p, left=0.0, right=1.0)
-        worst = max(worst, float(np.max(np.abs(f_cur - f_base))))
-    return worst
-
-
-def _cramers_v(
-    reference: list[float], n_ref: int, current: list[float], n_cur: int
-) -> float | None:
-    """Cramér's V of the 2 x k table baseline-vs-window counts over the same bins as PSI; the
-    baseline counts are rebuilt from its shares and row count."""
-    if not n_ref or not n_cur:
-        return None
-    table = np.vstack([np.asarray(reference) * n_ref, np.asarray(current) * n_cur])
-    table = table[:, table.sum(axis=0) > 0]
-    if table.shape[1] < 2:
-        return 0.0
-    expected = table.sum(axis=1, keepdims=True) * table.sum(axis=0, keepdims=True) / table.sum()
-    chi2 = float(np.sum((table - expected) ** 2 / expected))
-    return _num(math.sqrt(chi2 / table.sum()))
-
-
-def _bin_labels(edges: list[float], kind: ColumnType) -> list[str]:
-    if not edges:
-        return ["all"]
-    if kind is ColumnType.DATETIME:
-        text = [str((_EPOCH + pd.to_timedelta(e, unit="D")).date()) for e in edges]
-    else:
-        text = [f"{e:.4g}" for e in edges]
-    inner = [f"[{a}, {b})" for a, b in pairwise(text)]
-    return [f"< {text[0]}", *inner, f"≥ {text[-1]}"]
 
 
 def _num(x: Any) -> float | None:
