@@ -21,7 +21,7 @@ from constructs import Construct
 from infra.access import Access, acknowledge
 from infra.stage_functions import PROJECT_ROOT, StageFunctions
 from mlcycle.lake_layout import Zone
-from mlcycle.spec import METRICS, ProblemSpec, parse_spec
+from mlcycle.spec import METRICS, ProblemSpec, Task, parse_spec
 
 NAMESPACE = "mlcycle"
 FIVE_MINUTES = Duration.minutes(5)
@@ -216,7 +216,7 @@ class Monitoring(Construct):
             _model_metric("DriftedFeatures", dims, "Maximum"),
             limits.max_drifted_features,
             f"{spec.dataset}: more than {limits.max_drifted_features} features drifted "
-            f"(PSI > {limits.psi_threshold}); starts retraining",
+            f"({limits.drift_rule()}); starts retraining",
             name=f"{retrain}{spec.dataset}-drift",
             comparison=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
         )
@@ -245,6 +245,24 @@ class Monitoring(Construct):
                     else cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD
                 ),
             )
+            # the same metric and threshold, estimated before the labels (classification:
+            # every classification metric is estimable, `domain.performance_estimation`)
+            tasks = METRICS[spec.primary_metric][0] if spec.primary_metric else None
+            if spec.task is not Task.REGRESSION and (tasks is None or Task.REGRESSION not in tasks):
+                self._alarm(
+                    f"{_camel(spec.dataset)}EstimatedQuality",
+                    _model_metric("EstimatedMetric", dims, "Minimum" if greater else "Maximum"),
+                    spec.threshold,
+                    f"{spec.dataset}: {metric} estimated from calibrated probabilities (before "
+                    f"labels) is {'below' if greater else 'above'} {spec.threshold}; "
+                    "starts retraining",
+                    name=f"{retrain}{spec.dataset}-estimated-quality",
+                    comparison=(
+                        cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD
+                        if greater
+                        else cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD
+                    ),
+                )
         policy = spec.fairness
         if policy is not None and policy.min_disparate_impact is not None:
             # unequal treatment is for a person to look at: it notifies, never retrains
@@ -336,7 +354,10 @@ class Monitoring(Construct):
                 ),
                 cloudwatch.GraphWidget(
                     title=f"{spec.dataset}: live quality",
-                    left=[_model_metric("LiveMetric", dims, "Average")],
+                    left=[
+                        _model_metric("LiveMetric", dims, "Average"),
+                        _model_metric("EstimatedMetric", dims, "Average"),
+                    ],
                     right=[_model_metric("SampleSize", dims, "Sum")],
                     width=8,
                 ),

@@ -16,6 +16,7 @@ from mlcycle.adapters.registry import Registry
 from mlcycle.context import EvaluateResult, FeaturesResult, Gate, RunContext, required
 from mlcycle.domain import bootstrap, diagnostics, export, fairness, live_fairness, monitor
 from mlcycle.domain import evaluate as evaluation
+from mlcycle.domain import performance_estimation as estimation
 from mlcycle.domain.background import background_summary
 from mlcycle.domain.decision import ThresholdChoice
 from mlcycle.domain.evaluate import GateCheck, Predictions
@@ -147,6 +148,11 @@ def evaluate_models(ctx: RunContext, lake: Lake, registry: Registry) -> Evaluate
     monitor_baseline["attribution"] = attribution_baseline(explained)
     # the groups live traffic is judged by (the monitor's selection rates per group)
     monitor_baseline["fairness"] = live_fairness.monitor_reference(fair)
+    # what the monitor estimates live performance with before labels arrive (CBPE): the
+    # winner's probabilities calibrated on the holdout (None for regression)
+    monitor_baseline["performance_estimation"] = estimation.calibration_reference(
+        winner_said.probabilities, y_holdout.to_numpy(), schema, threshold, seed=spec.seed
+    )
     monitor_baseline_uri = lake.put_json(prefix + "monitor_baseline.json", monitor_baseline)
     report: dict[str, Any] = {
         "dataset": problem.dataset,

@@ -21,7 +21,7 @@ from botocore.exceptions import ClientError
 from mlcycle.adapters.capture import captured_since, labels
 from mlcycle.adapters.lake import Lake
 from mlcycle.adapters.registry import Registry
-from mlcycle.domain import live_fairness, monitor
+from mlcycle.domain import live_fairness, monitor, performance_estimation
 from mlcycle.domain.attribution import attribution_drift, attribution_shares
 from mlcycle.domain.background import request_rows
 from mlcycle.domain.drift_report import render_drift_report
@@ -117,6 +117,8 @@ def monitor_dataset(
     predictions: Any = None
     joined: pd.DataFrame | None = None
     fair: dict[str, Any] | None = None
+    served: list[dict[str, Any]] | None = None  # captured records (a given file has none)
+    truth: pd.DataFrame | None = None
     instances: list[dict[str, Any]] | pd.DataFrame = current if current is not None else []
     if current is None:
         records = [
@@ -167,6 +169,15 @@ def monitor_dataset(
         document["attribution_note"] = note
     if fair is not None:
         document["fairness"] = fair
+    # the primary metric expected from calibrated probabilities, before the labels arrive
+    document["performance_estimate"] = performance_estimation.from_records(
+        served,
+        truth,
+        baseline.get("performance_estimation"),
+        schema.task,
+        primary,
+        min_rows=limits.min_samples,
+    )
     stamp = now.strftime("%Y%m%dT%H%M%SZ")
     prefix = f"{Zone.REPORTS.prefix}dataset={dataset}/monitor/{stamp}/"
     document["model_version"] = int(entry["version"])
@@ -316,6 +327,9 @@ def publish(
     live = document.get("live") or {}
     if live.get("metrics", {}).get(primary) is not None:
         data.append({"MetricName": "LiveMetric", "Value": float(live["metrics"][primary])})
+    estimate = (document.get("performance_estimate") or {}).get("value")
+    if estimate is not None:  # CBPE: the same metric, before the labels
+        data.append({"MetricName": "EstimatedMetric", "Value": float(estimate)})
     # the worst judged group's min(DI, 1/DI): one alarm below min_disparate_impact
     worst = (document.get("fairness") or {}).get("worst_disparate_impact")
     if worst is not None:

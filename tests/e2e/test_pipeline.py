@@ -138,6 +138,12 @@ def test_multiclass_penguins_with_missing_values(tmp_path: Path) -> None:
     assert outcome.task == "multiclass"
     assert outcome.winner["metrics"]["balanced_accuracy"] > 0.95
     assert outcome.model_stage == "production"
+    # the monitor's estimate before labels: every class's probability calibrated on the holdout
+    baseline = json.loads((_run_dir(outcome, "models") / "monitor_baseline.json").read_text())
+    calibration = baseline["performance_estimation"]
+    penguins = {"Adelie", "Chinstrap", "Gentoo"}
+    assert set(calibration["calibrators"]) == set(calibration["classes"]) == penguins
+    assert calibration["rows"] > 0
 
 
 def test_regression_inferred_from_a_numeric_target_on_gzip_input(tmp_path: Path) -> None:
@@ -148,6 +154,8 @@ def test_regression_inferred_from_a_numeric_target_on_gzip_input(tmp_path: Path)
     assert outcome.task == "regression"
     assert set(outcome.winner["metrics"]) == {"rmse", "mae", "r2"}
     assert outcome.winner["metrics"]["r2"] > 0.5
+    baseline = json.loads((_run_dir(outcome, "models") / "monitor_baseline.json").read_text())
+    assert baseline["performance_estimation"] is None  # regression is not estimated
 
 
 def test_a_second_run_is_compared_with_production_and_versioned(tmp_path: Path) -> None:

@@ -144,6 +144,15 @@ def test_drift_retrains_on_the_labeled_traffic_and_the_retrained_model_wins_wher
     drift = json.loads((reports[0] / "drift.json").read_text())
     assert drift["live"]["n_labels"] == 1000
     assert 0.5 < drift["live"]["metrics"]["roc_auc"] <= 1.0
+    # the estimate from calibrated probabilities (CBPE), published and alarmed on, beside the
+    # realized metric; this world's concept moved too, so it is not expected to track it here
+    estimate = drift["performance_estimate"]
+    assert (estimate["metric"], estimate["rows"]) == ("roc_auc", 1000)
+    assert estimate["labelled"]["rows"] == 1000
+    assert estimate["labelled"]["realized"] == pytest.approx(drift["live"]["metrics"]["roc_auc"])
+    assert "mlcycle-dev-retrain-customer-churn-estimated-quality" in {
+        a.name for a in outcome.alarms if a.value is not None
+    }
     assert (reports[0] / "drift.html").read_text().count("<img") >= 3
     # what the model relies on, live (a seeded 200 of the 400 captured requests) against the
     # holdout's attribution the evaluation stage stored in the monitor baseline

@@ -64,6 +64,15 @@ def test_drift_and_quality_alarms_take_their_thresholds_from_the_spec(
         CHURN.threshold,
         "LessThanThreshold",
     )
+    # the same metric estimated before the labels (CBPE), held to the same threshold
+    estimated = by_metric["EstimatedMetric"]
+    assert (estimated["Threshold"], estimated["ComparisonOperator"], estimated["Statistic"]) == (
+        quality["Threshold"],
+        quality["ComparisonOperator"],
+        quality["Statistic"],
+    )
+    assert estimated["AlarmName"] == "mlcycle-dev-retrain-customer-churn-estimated-quality"
+    assert "estimated from calibrated probabilities" in estimated["AlarmDescription"]
     for alarm in by_metric.values():  # their names route them to the retraining rule
         assert alarm["AlarmName"].startswith("mlcycle-dev-retrain-customer-churn")
 
@@ -135,3 +144,27 @@ def test_a_disparate_impact_limit_gets_a_fairness_alarm_that_only_notifies() -> 
         for a in _of_type(Template.from_stack(stack).to_json(), "AWS::CloudWatch::Alarm")
     ]
     assert "DisparateImpact" not in names
+
+
+def test_the_estimated_metric_alarm_follows_the_primary_metric_and_skips_regression() -> None:
+    class AlarmsOnly(Monitoring):
+        def __init__(self, scope: Construct, spec: Any) -> None:
+            Construct.__init__(self, scope, "Monitoring")
+            self.alarms = []
+            self._notify = actions.SnsAction(sns.Topic(self, "Notifications"))
+            self._model_alarms(spec, "mlcycle-dev")
+
+    def alarms(text: str) -> dict[str, dict[str, Any]]:
+        stack = cdk.Stack(cdk.App(), "Alarms")
+        AlarmsOnly(stack, parse_spec(text))
+        template = Template.from_stack(stack).to_json()
+        return {a["MetricName"]: a for a in _of_type(template, "AWS::CloudWatch::Alarm")}
+
+    loss = alarms("dataset: loans\ntarget: default\nprimary_metric: log_loss\nthreshold: 0.5\n")
+    assert loss["EstimatedMetric"]["ComparisonOperator"] == "GreaterThanThreshold"  # lower wins
+    assert loss["EstimatedMetric"]["Statistic"] == "Maximum"
+    assert loss["EstimatedMetric"]["Threshold"] == 0.5
+    regression = alarms("dataset: prices\ntarget: price\ntask: regression\nthreshold: 10\n")
+    assert "LiveMetric" in regression
+    assert "EstimatedMetric" not in regression  # nothing estimates a regression
+    assert "EstimatedMetric" not in alarms("dataset: loans\ntarget: default\n")  # no threshold

@@ -56,8 +56,7 @@ def render_drift_report(result_json: Json, *, title: str) -> str:
         f"<title>{e(title)}</title><style>{_CSS}{_EXTRA_CSS}</style></head><body><main>",
         f"<h1>{e(title)}</h1>",
         f'<p class="muted">a window of {r["sample_size"]:,} rows against a training baseline '
-        f"of {r['baseline_row_count']:,} rows; a feature drifts when its PSI exceeds "
-        f"{e(_fmt(limits.get('psi_threshold')))}</p>",
+        f"of {r['baseline_row_count']:,} rows; {e(_drift_rule(limits))}</p>",
         f'<div class="state {state}">{word}<ul>{reasons}</ul></div>',
         '<div class="cards">',
         _card("rows", f"{r['sample_size']:,}"),
@@ -67,6 +66,9 @@ def render_drift_report(result_json: Json, *, title: str) -> str:
         parts.append(_card("prediction PSI", _fmt(prediction["psi"])))
     if live and live.get("value") is not None:
         parts.append(_card(f"live {live['primary_metric']}", _fmt(live["value"])))
+    estimate = r.get("performance_estimate")
+    if estimate and estimate.get("value") is not None:
+        parts.append(_card(f"estimated {estimate['metric']}", _fmt(estimate["value"])))
     worst = (r.get("fairness") or {}).get("worst_disparate_impact")
     if worst:
         parts.append(_card("worst disparate impact", _fmt(worst["DI"])))
@@ -77,9 +79,14 @@ def render_drift_report(result_json: Json, *, title: str) -> str:
     parts.append(_features_table(features))
     parts.append(
         '<p class="muted">PSI over the baseline bins plus a missing-value bin (alerts use it); '
+        "numbers with few integer values are binned by value (rare neighbouring values share a "
+        "bin, values training never had are __other__), others by training deciles; "
         "KS: the Kolmogorov-Smirnov statistic against the baseline CDF, an effect size; "
-        "Cramér's V of the training-vs-window category table; unknown: share of values the "
-        "baseline does not list (* the baseline lists only the top categories).</p>"
+        "distance: the total variation distance of the category shares, the share of rows "
+        "that changed bin; an effect size drifts a feature above its limit and above what "
+        "chance alone reaches at the window's size; Cramér's V of the training-vs-window "
+        "category table (it shrinks with the window, so it does not alert); unknown: share of "
+        "values the baseline does not list (* the baseline lists only the top categories).</p>"
     )
 
     if prediction:
@@ -105,6 +112,10 @@ def render_drift_report(result_json: Json, *, title: str) -> str:
             note += f"; {live['reason']}"
         parts.append(f'<p class="muted">{e(note)}</p>')
 
+    if estimate:
+        parts.append("<h2>Estimated performance, before the labels</h2>")
+        parts.append(_estimate_section(estimate, live))
+
     if r.get("fairness"):
         parts.append("<h2>Fairness across groups, live</h2>")
         parts.append(_fairness_section(r["fairness"]))
@@ -119,6 +130,32 @@ def render_drift_report(result_json: Json, *, title: str) -> str:
     return "\n".join(parts)
 
 
+_STATISTICS = {"psi": "PSI", "ks": "KS", "distance": "distance"}
+
+
+def _drift_rule(limits: Json) -> str:
+    """The sentence that says when a feature drifts, from the window's limits."""
+    rule = f"a feature drifts when its PSI exceeds {_fmt(limits.get('psi_threshold'))}"
+    effects = []
+    if limits.get("ks_threshold") is not None:
+        effects.append(f"KS {_fmt(limits['ks_threshold'])} for numbers and dates")
+    if limits.get("categorical_distance_threshold") is not None:
+        distance = _fmt(limits["categorical_distance_threshold"])
+        effects.append(f"category distance {distance}")
+    if effects:
+        rule += (
+            f", or when an effect size exceeds its limit ({', '.join(effects)}) and what "
+            "chance alone reaches at this window's size"
+        )
+    return rule
+
+
+def _by(f: Json) -> str:
+    """`PSI`, `KS`, `PSI and distance`: what drifted a feature (older results: PSI)."""
+    names = [_STATISTICS.get(s, s) for s in f.get("drifted_by") or ["psi"]]
+    return " and ".join(names)
+
+
 def _features_table(features: list[Json]) -> str:
     e = html.escape
     rows = []
@@ -126,18 +163,20 @@ def _features_table(features: list[Json]) -> str:
         unknown = _pct(f.get("unknown_rate"))
         if unknown and f.get("unknown_exact") is False:
             unknown += "*"
-        badge = '<span class="badge bad">drifted</span>' if f["drifted"] else ""
+        badge = f'<span class="badge bad">drifted: {e(_by(f))}</span>' if f["drifted"] else ""
         rows.append(
             f'<tr class="{"drifted" if f["drifted"] else ""}">'
             f'<td><a href="#feat-{i}">{e(f["name"])}</a></td><td>{e(f["type"])}</td>'
             f"<td class=n>{_fmt(f['psi'])}</td><td class=n>{_fmt(f.get('ks'))}</td>"
+            f"<td class=n>{_fmt(f.get('distance'))}</td>"
             f"<td class=n>{_fmt(f.get('cramers_v'))}</td>"
             f"<td class=n>{_pct(f['missing_rate'])} "
             f"<span class=muted>({_pct(f['baseline_missing_rate'])})</span></td>"
             f"<td class=n>{unknown}</td><td>{badge}</td></tr>"
         )
     head = (
-        "<tr><th>feature</th><th>type</th><th>PSI</th><th>KS</th><th>Cramér's V</th>"
+        "<tr><th>feature</th><th>type</th><th>PSI</th><th>KS</th><th>distance</th>"
+        "<th>Cramér's V</th>"
         "<th>missing (training)</th><th>unknown</th><th></th></tr>"
     )
     return f"<table>{head}{''.join(rows)}</table>"
@@ -192,6 +231,49 @@ def _attribution_section(a: Json | None, note: str | None) -> str:
     return (
         f"{sentence}<table style='width:auto'>{head}{''.join(rows)}</table>"
         f'<p class="muted">{e(caption)}</p>'
+    )
+
+
+def _estimate_section(est: Json, live: Json | None) -> str:
+    """The metrics expected from the calibrated probabilities (CBPE), the realized live
+    metric beside them once labels arrived, and the assumptions the estimate rests on."""
+    e = html.escape
+    if est.get("value") is None:
+        return f'<p class="muted">not estimated: {e(str(est.get("reason")))}</p>'
+    realized = (live or {}).get("metrics") or {}
+    interval = est.get("interval") or [None, None]
+    level = f"{100 * float(est.get('level') or 0.95):.0f}%"
+    head = (
+        f"<tr><th>metric</th><th>estimated</th><th>{level} interval</th>"
+        "<th>realized (labelled rows)</th></tr>"
+    )
+    rows = [
+        f"<tr><th>{e(est['metric'])}</th><td class=n>{_fmt(est['value'])}</td>"
+        f"<td class=n>{_fmt(interval[0])} to {_fmt(interval[1])}</td>"
+        f"<td class=n>{_fmt(realized.get(est['metric']))}</td></tr>"
+    ]
+    for name, value in (est.get("metrics") or {}).items():
+        if name != est["metric"]:
+            rows.append(
+                f"<tr><td>{e(name)}</td><td class=n>{_fmt(value)}</td><td></td>"
+                f"<td class=n>{_fmt(realized.get(name))}</td></tr>"
+            )
+    labelled = est.get("labelled")
+    how = ", ".join(f"{k}: {v}" for k, v in (est.get("calibration") or {}).items())
+    note = (
+        f"Expected over the window's {est['rows']:,} rows from the model's probabilities, "
+        f"calibrated on the holdout ({how}); the interval is the realized metric's spread "
+        "over labels drawn from them."
+    )
+    if labelled:
+        note += (
+            f" On the {labelled['rows']:,} labelled rows: estimated {_fmt(labelled['estimated'])}, "
+            f"realized {_fmt(labelled['realized'])}."
+        )
+    assumed = "".join(f"<li>{e(a)}</li>" for a in est.get("assumptions") or [])
+    return (
+        f"<table style='width:auto'>{head}{''.join(rows)}</table>"
+        f'<p class="muted">{e(note)}</p><p>It assumes:</p><ul>{assumed}</ul>'
     )
 
 
@@ -256,17 +338,34 @@ def _feature_stats(f: Json) -> list[tuple[str, str]]:
         ("type", f["type"]),
         ("values in window", f"{f['n']:,}"),
         ("PSI", _fmt(f["psi"])),
-        ("drifted", "yes" if f["drifted"] else "no"),
+        ("drifted", f"yes, by {_by(f)}" if f["drifted"] else "no"),
         ("missing", f"{_pct(f['missing_rate'])} (training {_pct(f['baseline_missing_rate'])})"),
     ]
+    binning = f.get("binning")
+    if binning == "values":
+        rows.append(
+            ("bins", "by value (rare neighbours merged; __other__: values not in training)")
+        )
+    elif binning == "deciles":
+        rows.append(("bins", "training deciles"))
     if f.get("ks") is not None:
-        rows.append(("KS", f"{_fmt(f['ks'])} ({f.get('ks_grid')}-point baseline CDF)"))
+        how = (
+            f"exact, {f.get('ks_grid')} training values"
+            if binning == "values"
+            else f"{f.get('ks_grid')}-point baseline CDF"
+        )
+        rows.append(("KS", f"{_fmt(f['ks'])} ({how})"))
+    if f.get("distance") is not None:
+        rows.append(("distance", _fmt(f["distance"])))
+    if f.get("chance_level") is not None:
+        rows.append(("chance level", f"{_fmt(f['chance_level'])} (p 0.001 at this window size)"))
     if f.get("mean") is not None or f.get("baseline_mean") is not None:
         rows.append(("mean", f"{_fmt(f.get('mean'))} (training {_fmt(f.get('baseline_mean'))})"))
     if f.get("cramers_v") is not None:
         rows.append(("Cramér's V", _fmt(f["cramers_v"])))
     if f.get("unknown_rate") is not None:
-        rows.append(("unknown categories", _pct(f["unknown_rate"])))
+        unknown = "values not in training" if binning == "values" else "unknown categories"
+        rows.append((unknown, _pct(f["unknown_rate"])))
     return rows
 
 
