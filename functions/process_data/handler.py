@@ -4,12 +4,12 @@ from aws_lambda_powertools.metrics import MetricUnit
 
 from mlcycle import stages
 from mlcycle.context import ProcessResult, RunContext
-from mlcycle.runtime import lake, metrics, stage_handler
+from mlcycle.runtime import catalog, lake, metrics, stage_handler
 
 
 @stage_handler("process_data")
 def lambda_handler(run: RunContext) -> ProcessResult:
-    result = stages.process_data(run, lake())
+    result = stages.process_data(run, lake(), catalog())
     metrics.add_metric(name="RowsRejected", unit=MetricUnit.Count, value=result.rejected_rows)
     metrics.add_metric(
         name="DuplicatesDropped", unit=MetricUnit.Count, value=result.duplicates_dropped

@@ -19,6 +19,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.config import Config
 from pydantic import BaseModel, ConfigDict, Field
 
+from mlcycle.adapters.catalog import Catalog
 from mlcycle.adapters.lake import Lake
 from mlcycle.adapters.registry import Registry
 from mlcycle.context import RunContext
@@ -53,6 +54,7 @@ class Settings(BaseModel):
     registry_table: str = Field(alias="REGISTRY_TABLE")
     code_version: str = Field("unknown", alias="MLCYCLE_CODE_VERSION")
     state_machine_arn: str | None = Field(None, alias="STATE_MACHINE_ARN")
+    glue_database: str | None = Field(None, alias="GLUE_DATABASE")  # process_data's only
 
 
 def settings() -> Settings:
@@ -67,6 +69,13 @@ def client(service: str) -> Any:
 
 def lake() -> Lake:
     return Lake(client("s3"), settings().lake_bucket)
+
+
+def catalog() -> Catalog:
+    config = settings()
+    if not config.glue_database:
+        raise RuntimeError("GLUE_DATABASE is not set: the function was deployed without it")
+    return Catalog(client("glue"), config.glue_database, config.lake_bucket)
 
 
 # The stage and function running now (per thread: locally, the training Map's run at once).

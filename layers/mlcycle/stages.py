@@ -15,6 +15,7 @@ from typing import Any
 
 import pandas as pd
 
+from mlcycle.adapters.catalog import Catalog
 from mlcycle.adapters.executions import start_once
 from mlcycle.adapters.lake import Lake
 from mlcycle.adapters.registry import Registry, now_iso
@@ -157,8 +158,9 @@ def collect_data(ctx: RunContext, lake: Lake) -> CollectResult:
 # -- 3. processing and storage ---------------------------------------------------------------
 
 
-def process_data(ctx: RunContext, lake: Lake) -> ProcessResult:
-    """Resolve the schema, clean and type the rows, store curated Parquet, quarantine rejects."""
+def process_data(ctx: RunContext, lake: Lake, catalog: Catalog | None = None) -> ProcessResult:
+    """Resolve the schema, clean and type the rows, store curated Parquet, quarantine rejects;
+    with a catalog, the run's Parquet becomes a partition of the dataset's Glue table."""
     problem = required(ctx.problem, "define_problem")
     collected = required(ctx.collect, "collect_data")
     data = lake.get_bytes(collected.raw_uri, version_id=collected.raw_version_id)
@@ -187,6 +189,10 @@ def process_data(ctx: RunContext, lake: Lake) -> ProcessResult:
         duplicates_dropped=processed.duplicates_dropped,
         notes=processed.notes,
     )
+    if catalog is not None:
+        catalog.register_run(
+            problem.dataset, _dt(ctx), ctx.run_id, processed.curated.schema, schema
+        )
     if ctx.traffic is not None:
         # A retraining run's labeled traffic, in the schema resolved from the upload: it
         # trains beside the upload's training rows, never in the holdout (which stays the
