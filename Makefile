@@ -52,9 +52,11 @@ bench: install
 	$(BIN)/python bench/stages.py
 	$(BIN)/python bench/endpoint.py
 	$(BIN)/python bench/drift.py
+	$(BIN)/python bench/drift_sensitivity.py
 	$(BIN)/python bench/evaluation.py
 	$(BIN)/python bench/tuning.py
 	$(BIN)/python bench/bootstrap.py
+	$(BIN)/python bench/batch.py
 
 # Headless chromium for tests/browser (they skip without it). Installing needs root or sudo;
 # without either it says why and succeeds, so `make test` never depends on it.

@@ -38,6 +38,10 @@ def _default_sizing() -> dict[str, FunctionSizing]:
         "record_failure": _LIGHT,
         "monitor": _HEAVY,
         "retrain": _LIGHT,
+        "start_scoring": _LIGHT,
+        "plan_scoring": _HEAVY,  # reads the whole upload once
+        "score_part": _MEDIUM,  # one chunk
+        "finish_scoring": _MEDIUM,
     }
 
 
@@ -69,6 +73,8 @@ class MlcycleConfig:
     # Datasets whose drift and quality alarms the stack holds, thresholds read from their
     # spec files (project-relative paths) at synth.
     monitored_specs: tuple[str, ...] = ("examples/customer-churn.yaml",)
+    scoring_chunk_rows: int = 200_000  # rows per batch scoring invocation
+    scoring_max_concurrency: int = 10  # chunks scored at once (the Distributed Map's)
     sizing: dict[str, FunctionSizing] = field(default_factory=_default_sizing)
 
 

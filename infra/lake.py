@@ -8,7 +8,9 @@ from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 from infra.access import acknowledge
-from mlcycle.lake_layout import Zone
+from mlcycle.lake_layout import TRANSIENT_TAG, Zone
+
+TRANSIENT_EXPIRE_DAYS = 7
 
 
 class Lake(Construct):
@@ -78,6 +80,16 @@ class Lake(Construct):
                     id="expire-capture",
                     prefix=Zone.CAPTURE.prefix,
                     expiration=Duration.days(capture_expire_days),
+                ),
+                s3.LifecycleRule(  # Athena's results: a query's output, kept as reports are
+                    id="expire-query-results",
+                    prefix=Zone.QUERY_RESULTS.prefix,
+                    expiration=Duration.days(reports_expire_days),
+                ),
+                s3.LifecycleRule(  # working copies: batch scoring's chunks of an upload
+                    id="expire-transient",
+                    tag_filters={TRANSIENT_TAG: "true"},
+                    expiration=Duration.days(TRANSIENT_EXPIRE_DAYS),
                 ),
                 s3.LifecycleRule(
                     id="abort-incomplete-uploads",

@@ -10,12 +10,14 @@ from aws_cdk import aws_kms as kms
 from constructs import Construct
 
 from infra.access import acknowledge
+from infra.catalog import Catalog
 from infra.config import MlcycleConfig
 from infra.endpoint import Endpoint
 from infra.lake import Lake
 from infra.monitoring import Monitoring
 from infra.pipeline import Pipeline
 from infra.registry import Registry
+from infra.scoring import Scoring
 from infra.stage_functions import StageFunctions
 from mlcycle.deployed import REGISTRY_TABLE_OUTPUT
 
@@ -102,6 +104,25 @@ class MlcycleStack(Stack):
             landing_prefix=config.landing_prefix,
             max_training_concurrency=config.max_training_concurrency,
             approval_email=config.approval_email,
+        )
+        # The curated zone as Glue tables (written by process_data) and an Athena workgroup.
+        self.catalog = Catalog(
+            self,
+            "Catalog",
+            bucket=self.lake.bucket,
+            key=self.key,
+            database_name=self.stack_name.lower().replace("-", "_"),
+            workgroup_name=self.stack_name,
+            removal_policy=config.removal_policy,
+        )
+        self.catalog.grant_catalog_writes(self.pipeline.functions["process_data"])
+        self.scoring = Scoring(
+            self,
+            "Scoring",
+            functions=self.functions,
+            dead_letters=self.pipeline.dead_letters,
+            chunk_rows=config.scoring_chunk_rows,
+            max_concurrency=config.scoring_max_concurrency,
         )
         self.endpoint = Endpoint(
             self,

@@ -22,11 +22,17 @@ class Zone(StrEnum):
     CAPTURE = "capture"  # the endpoint's predictions, buffered per container
     LABELS = "labels"  # ground truth arriving later: labels/dataset=<name>/..., by request id
     QUARANTINE = "quarantine"
+    QUERY_RESULTS = "query-results"  # what Athena writes for the lake's workgroup
+    SCORE = "score"  # files to score in bulk: score/<dataset>/<file> starts a scoring run
+    PREDICTIONS = "predictions"  # batch scoring's output: predictions/dataset=<name>/run=<id>/
 
     @property
     def prefix(self) -> str:
         return f"{self.value}/"
 
+
+# Objects tagged so are working copies (batch scoring's chunks): a lifecycle rule expires them.
+TRANSIENT_TAG = "mlcycle-transient"
 
 SPEC_SUFFIXES = (".yaml", ".yml", ".json")
 

@@ -159,6 +159,8 @@ def test_events_that_cannot_start_a_run_are_kept_in_a_dead_letter_queue(
     for rule in _of_type(template, "AWS::Events::Rule").values():  # uploads, schedule, alarms
         (target,) = rule["Targets"]
         assert target["DeadLetterConfig"]["Arn"] == {"Fn::GetAtt": [queue_id, "Arn"]}
-    (invoke_config,) = _of_type(template, "AWS::Lambda::EventInvokeConfig").values()
-    destination = invoke_config["DestinationConfig"]["OnFailure"]["Destination"]
-    assert destination == {"Fn::GetAtt": [queue_id, "Arn"]}
+    invoke_configs = _of_type(template, "AWS::Lambda::EventInvokeConfig").values()
+    assert len(invoke_configs) == 2  # the pipeline's trigger and batch scoring's
+    for invoke_config in invoke_configs:
+        destination = invoke_config["DestinationConfig"]["OnFailure"]["Destination"]
+        assert destination == {"Fn::GetAtt": [queue_id, "Arn"]}

@@ -60,6 +60,11 @@ def test_one_image_function_per_stage_from_one_image(template: dict[str, Any]) -
         "functions.retrain.handler.lambda_handler",
         "functions.record_failure.handler.lambda_handler",
         "functions.start_run.handler.lambda_handler",
+        # batch scoring (infra/scoring.py)
+        "functions.start_scoring.handler.lambda_handler",
+        "functions.plan_scoring.handler.lambda_handler",
+        "functions.score_part.handler.lambda_handler",
+        "functions.finish_scoring.handler.lambda_handler",
     }
     images = {json.dumps(f["Code"]["ImageUri"]) for f in functions}
     assert len(images) == 1
@@ -140,7 +145,9 @@ def test_every_stage_retries_transient_errors_and_catches_into_the_failure_path(
 
 def test_uploads_to_landing_start_the_pipeline(template: dict[str, Any]) -> None:
     (rule,) = [
-        r for r in _of_type(template, "AWS::Events::Rule") if "aws.s3" in str(r.get("EventPattern"))
+        r
+        for r in _of_type(template, "AWS::Events::Rule")
+        if "aws.s3" in str(r.get("EventPattern")) and "landing/" in str(r.get("EventPattern"))
     ]
     pattern = rule["EventPattern"]
     assert pattern["source"] == ["aws.s3"]
@@ -150,8 +157,10 @@ def test_uploads_to_landing_start_the_pipeline(template: dict[str, Any]) -> None
     assert target["RetryPolicy"]["MaximumRetryAttempts"] == 4
 
 
-def test_the_state_machine_is_traced_and_logged(template: dict[str, Any]) -> None:
-    (machine,) = _of_type(template, "AWS::StepFunctions::StateMachine")
-    assert machine["TracingConfiguration"] == {"Enabled": True}
-    assert machine["LoggingConfiguration"]["Level"] == "ALL"
-    assert machine["LoggingConfiguration"]["IncludeExecutionData"] is False
+def test_the_state_machines_are_traced_and_logged(template: dict[str, Any]) -> None:
+    machines = _of_type(template, "AWS::StepFunctions::StateMachine")
+    assert len(machines) == 2  # the lifecycle pipeline and batch scoring
+    for machine in machines:
+        assert machine["TracingConfiguration"] == {"Enabled": True}
+        assert machine["LoggingConfiguration"]["Level"] == "ALL"
+        assert machine["LoggingConfiguration"]["IncludeExecutionData"] is False

@@ -26,6 +26,11 @@ PIPELINE_STAGES = {
     "request_approval",
     "monitor",
     "retrain",
+    # batch scoring
+    "start_scoring",
+    "plan_scoring",
+    "score_part",
+    "finish_scoring",
 }
 
 
@@ -52,6 +57,10 @@ def test_every_stage_is_deployed_with_its_handler_and_settings(
     assert environment["LAKE_BUCKET"] == deployment.lake_bucket
     assert environment["REGISTRY_TABLE"] == deployment.registry_table
     assert environment["STATE_MACHINE_ARN"] == deployment.state_machine_arn
+    # one state machine per purpose; the pipeline's stays `state_machine_arn`
+    assert set(deployment.state_machines) == {"pipeline", "scoring"}
+    assert deployment.state_machines["pipeline"] == deployment.state_machine_arn
+    assert environment["SCORING_STATE_MACHINE_ARN"] == deployment.state_machines["scoring"]
     definition = json.loads(
         boto3.client("stepfunctions").describe_state_machine(
             stateMachineArn=deployment.state_machine_arn

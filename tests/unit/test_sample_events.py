@@ -16,6 +16,7 @@ from pydantic import BaseModel
 from functions.monitor.handler import MonitorRequest
 from functions.request_approval.handler import ApprovalRequest
 from functions.retrain.handler import AlarmStateChange
+from mlcycle.batch_scoring import FinishEvent, ScorePartEvent
 from mlcycle.context import RunContext, TrainEvent
 from tests.conftest import ROOT
 
@@ -26,6 +27,9 @@ MODELS: dict[str, type[BaseModel]] = {
     "monitor": MonitorRequest,
     "retrain": AlarmStateChange,
     "request_approval": ApprovalRequest,
+    "start_scoring": S3EventNotificationEventBridgeModel,
+    "score_part": ScorePartEvent,
+    "finish_scoring": FinishEvent,
 }
 EVENTS = sorted((ROOT / "events").glob("*/*.json"))
 

@@ -12,6 +12,7 @@ import boto3
 import numpy as np
 import pandas as pd
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from mlcycle.adapters.registry import Registry
@@ -21,7 +22,9 @@ from mlcycle.domain.tables import read_table
 from mlcycle.lake_layout import split_uri
 from mlcycle.local.approvals import Decision, decide_local, history_local, local_actor
 from mlcycle.local.operations import MonitorOutcome, monitor_local
+from mlcycle.local.query import NoLakeError, QueryError, run_query
 from mlcycle.local.runner import StageOutcome, local_aws, run_local
+from mlcycle.local.scoring import score_command
 from mlcycle.local.serve import released_models
 from mlcycle.release import ReleaseConflictError, promote_by_hand, rollback_by_hand
 from mlcycle.samples import customer_churn
@@ -321,6 +324,24 @@ def history(console: Console, args: argparse.Namespace) -> int:
     return 0
 
 
+def query(console: Console, args: argparse.Namespace) -> int:
+    """SQL over the local curated zone (DuckDB), one view per dataset, printed as a table."""
+    try:
+        result = run_query(args.source, args.sql)
+    except NoLakeError as error:
+        console.print(f"[red]error:[/] {error}: run `mlcycle run` first")
+        return 2
+    except QueryError as error:
+        console.print(f"[red]error:[/] {escape(str(error))}")
+        return 1
+    table = Table(*result.columns, box=None)
+    for row in result.rows:
+        table.add_row(*("NULL" if value is None else escape(str(value)) for value in row))
+    console.print(table)
+    console.print(f"[dim]{len(result.rows)} row{'s' if len(result.rows) != 1 else ''}[/]")
+    return 0
+
+
 OPERATIONS: dict[str, Callable[[Console, argparse.Namespace], int]] = {
     "monitor": monitor,
     "simulate-drift": simulate_drift,
@@ -330,4 +351,6 @@ OPERATIONS: dict[str, Callable[[Console, argparse.Namespace], int]] = {
     "approve": approve,
     "reject": reject,
     "history": history,
+    "score": score_command,
+    "query": query,
 }

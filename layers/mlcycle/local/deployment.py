@@ -46,9 +46,12 @@ class LocalDeployment:
     stack_name: str
     buckets: dict[str, str] = field(default_factory=dict)  # logical id -> bucket name
     tables: dict[str, str] = field(default_factory=dict)
+    databases: dict[str, str] = field(default_factory=dict)  # logical id -> Glue database
     topics: dict[str, str] = field(default_factory=dict)  # logical id -> topic ARN
     functions: dict[str, DeployedFunction] = field(default_factory=dict)  # by function name
-    state_machine_arn: str = ""
+    state_machine_arn: str = ""  # the lifecycle pipeline's
+    # purpose -> ARN: "pipeline", "scoring" (the construct's id, from the logical id)
+    state_machines: dict[str, str] = field(default_factory=dict)
     rules: list[DeployedRule] = field(default_factory=list)
 
     @property
@@ -110,6 +113,14 @@ def deploy(
             s3.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Enabled"})
         resolver.define(logical_id, name, Arn=f"arn:aws:s3:::{name}")
         deployment.buckets[logical_id] = name
+
+    # moto's Glue keeps databases, tables and partitions: process_data registers its runs.
+    glue = session.client("glue")
+    for logical_id, props in _resources(template, "AWS::Glue::Database"):
+        database = resolver.resolve(props["DatabaseInput"])
+        glue.create_database(DatabaseInput=database)
+        resolver.define(logical_id, database["Name"])
+        deployment.databases[logical_id] = database["Name"]
 
     for _, props in _resources(template, "Custom::S3BucketNotifications"):
         s3.put_bucket_notification_configuration(
@@ -191,7 +202,10 @@ def deploy(
             definition=resolver.resolve(props["DefinitionString"]),
             roleArn=resolver.resolve(props["RoleArn"]),
         )
-        deployment.state_machine_arn = created["stateMachineArn"]
+        deployment.state_machines[_purpose(logical_id)] = created["stateMachineArn"]
+    deployment.state_machine_arn = deployment.state_machines.get(
+        "pipeline", next(iter(deployment.state_machines.values()), "")
+    )
 
     events, sqs = session.client("events"), session.client("sqs")
     for logical_id, _ in _resources(template, "AWS::SQS::Queue"):
@@ -226,6 +240,11 @@ def deploy(
             )
         )
     return deployment
+
+
+def _purpose(logical_id: str) -> str:
+    """`PipelineStateMachine1814BD05` -> `pipeline`: the construct the state machine is in."""
+    return re.sub(r"StateMachine[0-9A-F]{8}$", "", logical_id).lower() or logical_id
 
 
 def _handler_of(props: dict[str, Any]) -> str | None:

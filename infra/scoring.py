@@ -1,0 +1,196 @@
+"""Batch scoring: an upload under score/<dataset>/ is scored by the dataset's production model.
+
+Plan (read the file once, write Parquet chunks and a JSON manifest of them), a Distributed Map
+over the manifest (one child execution per chunk, `max_concurrency` at once), finish (summary,
+and CSV for a CSV upload). The manifest is read with a JSON ItemReader and children return
+small results: no ItemBatcher and no ResultWriter, which moto's interpreter does not run, so the
+same definition runs locally.
+"""
+
+from __future__ import annotations
+
+from aws_cdk import Duration
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_lambda_destinations as destinations
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_sqs as sqs
+from aws_cdk import aws_stepfunctions as sfn
+from aws_cdk import aws_stepfunctions_tasks as tasks
+from constructs import Construct
+
+from infra.access import Access, acknowledge, acknowledge_prefixes, acknowledge_tracing
+from infra.pipeline import _add_retries, _executions_of, _logical_id
+from infra.stage_functions import StageFunctions
+from mlcycle.lake_layout import Zone
+
+# A scoring run is minutes, not the pipeline's days of approval and canary.
+SCORING_TIMEOUT = Duration.hours(6)
+
+ACCESS: dict[str, Access] = {
+    "start_scoring": Access(),
+    # the upload, the production manifest; the chunks go to the run's documents
+    "plan_scoring": Access(reads=(Zone.SCORE, Zone.MODELS), writes=(Zone.RUNS,), table="read"),
+    "score_part": Access(
+        reads=(Zone.RUNS, Zone.MODELS), writes=(Zone.PREDICTIONS, Zone.QUARANTINE)
+    ),
+    "finish_scoring": Access(reads=(Zone.PREDICTIONS,), writes=(Zone.PREDICTIONS,)),
+}
+
+
+class Scoring(Construct):
+    """Functions, the scoring state machine, and the rule that starts it for score/ uploads."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        functions: StageFunctions,
+        dead_letters: sqs.IQueue,
+        chunk_rows: int,
+        max_concurrency: int,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self._factory = functions
+        bucket = functions.bucket
+        self.functions: dict[str, lambda_.DockerImageFunction] = {}
+        plan = self._task("plan_scoring", "Plan scoring", "$.plan")
+        self.functions["plan_scoring"].add_environment("SCORING_CHUNK_ROWS", str(chunk_rows))
+        # its chunks are tagged transient, for the lake's lifecycle rule to expire
+        self.functions["plan_scoring"].add_to_role_policy(
+            iam.PolicyStatement(
+                actions=["s3:PutObjectTagging"],
+                resources=[bucket.arn_for_objects(f"{Zone.RUNS.prefix}*")],
+            )
+        )
+        score = sfn.DistributedMap(
+            self,
+            "Score chunks",
+            item_reader=_ChunkManifestReader(
+                bucket=bucket, key=sfn.JsonPath.string_at("$.plan.chunks_key")
+            ),
+            item_selector={
+                "chunk": sfn.JsonPath.object_at("$$.Map.Item.Value"),
+                "plan": sfn.JsonPath.object_at("$.plan"),
+            },
+            max_concurrency=max_concurrency,
+            map_execution_type=sfn.StateMachineType.STANDARD,
+            result_path="$.parts",
+        )
+        score.item_processor(self._task("score_part", "Score part", "$"))
+        finish = self._task("finish_scoring", "Finish scoring", "$.summary")
+        definition = plan.next(score).next(finish).next(sfn.Succeed(self, "Scored"))
+
+        self.state_machine = sfn.StateMachine(
+            self,
+            "StateMachine",
+            definition_body=sfn.DefinitionBody.from_chainable(definition),
+            state_machine_type=sfn.StateMachineType.STANDARD,
+            tracing_enabled=True,
+            timeout=SCORING_TIMEOUT,
+            logs=sfn.LogOptions(
+                destination=logs.LogGroup(
+                    self,
+                    "StateMachineLogs",
+                    retention=functions.log_retention,
+                    removal_policy=functions.removal_policy,
+                    encryption_key=functions.key,
+                ),
+                level=sfn.LogLevel.ALL,
+                include_execution_data=False,
+            ),
+        )
+        machine = self.state_machine
+        for function in self.functions.values():
+            acknowledge(
+                machine.role,
+                f"AwsSolutions-IAM5[Resource::<{_logical_id(function)}.Arn>:*]",
+                "Invoking the versions of this step's own function (CDK's Lambda task grant).",
+            )
+        acknowledge_prefixes(machine.role, bucket, [Zone.RUNS])  # the chunk manifests
+        # CDK's grant for the Distributed Map's child executions (describe, stop, redrive)
+        name = f'{{"Fn::Select":[6,{{"Fn::Split":[":",{{"Ref":"{_logical_id(machine)}"}}]}}]}}'
+        for suffix in (":*", "/*:*"):
+            acknowledge(
+                machine,
+                f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:states:<AWS::Region>:"
+                f"<AWS::AccountId>:execution:{name}{suffix}]",
+                "The Distributed Map's own child executions of this one state machine.",
+            )
+        acknowledge_tracing(machine.role)
+
+        self.start = self._function("start_scoring")
+        self.start.add_environment("SCORING_STATE_MACHINE_ARN", machine.state_machine_arn)
+        self.start.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=["states:StartExecution"], resources=[machine.state_machine_arn]
+            )
+        )
+        self.start.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=["states:DescribeExecution"], resources=[_executions_of(machine)]
+            )
+        )
+        acknowledge(
+            self.start.role,
+            f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:states:<AWS::Region>:"
+            f"<AWS::AccountId>:execution:<{_logical_id(machine)}.Name>:*]",
+            "Executions of the scoring state machine, named at run time from the upload.",
+        )
+        self.start.configure_async_invoke(
+            on_failure=destinations.SqsDestination(dead_letters), retry_attempts=2
+        )
+        self.upload_rule = events.Rule(
+            self,
+            "ScoreUploadRule",
+            description="Starts a batch scoring run for each object created under score/",
+            event_pattern=events.EventPattern(
+                source=["aws.s3"],
+                detail_type=["Object Created"],
+                detail={
+                    "bucket": {"name": [bucket.bucket_name]},
+                    "object": {"key": [{"prefix": Zone.SCORE.prefix}]},
+                },
+            ),
+            targets=[
+                targets.LambdaFunction(self.start, retry_attempts=4, dead_letter_queue=dead_letters)
+            ],
+        )
+
+    def _function(self, name: str) -> lambda_.DockerImageFunction:
+        function = self._factory.create(self, name, ACCESS[name])
+        self.functions[name] = function
+        return function
+
+    def _task(self, name: str, state: str, result_path: str) -> tasks.LambdaInvoke:
+        task = tasks.LambdaInvoke(
+            self,
+            state,
+            lambda_function=self._function(name),
+            payload_response_only=True,
+            result_path=result_path,
+            retry_on_service_exceptions=False,
+        )
+        _add_retries(task)
+        return task
+
+
+class _ChunkManifestReader(sfn.S3JsonItemReader):
+    """The manifest's JSON ItemReader, allowed to read the runs zone only (CDK's own reader
+    grants GetObject on the whole bucket when the key is a path)."""
+
+    def __init__(self, *, bucket: s3.IBucket, key: str) -> None:
+        super().__init__(bucket=bucket, key=key)
+        self._lake = bucket
+
+    def provide_policy_statements(self) -> list[iam.PolicyStatement]:
+        return [
+            iam.PolicyStatement(
+                actions=["s3:GetObject"],
+                resources=[self._lake.arn_for_objects(f"{Zone.RUNS.prefix}*")],
+            )
+        ]
