@@ -141,13 +141,13 @@ class Pipeline(Construct):
         self.start_run.add_to_role_policy(
             iam.PolicyStatement(
                 actions=["states:DescribeExecution"],
-                resources=[_executions_of(self.state_machine)],
+                resources=[executions_of(self.state_machine)],
             )
         )
         acknowledge(
             self.start_run.role,
             f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:states:<AWS::Region>:"
-            f"<AWS::AccountId>:execution:<{_logical_id(self.state_machine)}.Name>:*]",
+            f"<AWS::AccountId>:execution:<{logical_id(self.state_machine)}.Name>:*]",
             "Executions of this one state machine, named at run time from the upload.",
         )
         # Events that cannot be delivered, or whose run cannot be started, are kept here.
@@ -191,16 +191,7 @@ class Pipeline(Construct):
         return function
 
     def _task(self, name: str, state: str, result_path: str) -> tasks.LambdaInvoke:
-        task = tasks.LambdaInvoke(
-            self,
-            state,
-            lambda_function=self._function(name),
-            payload_response_only=True,
-            result_path=result_path,
-            retry_on_service_exceptions=False,
-        )
-        _add_retries(task)
-        return task
+        return stage_task(self, state, self._function(name), result_path)
 
     def _state_machine(self, max_training_concurrency: int) -> sfn.StateMachine:
         failed = sfn.Fail(self, "Run failed", error="RunFailed", cause="See the run record")
@@ -212,7 +203,7 @@ class Pipeline(Construct):
             result_path="$.failure",
             retry_on_service_exceptions=False,
         )
-        _add_retries(record_failure)
+        add_retries(record_failure)
         record_failure.next(failed)
 
         def guarded(state: tasks.LambdaInvoke | sfn.Map, stage: str) -> None:
@@ -306,7 +297,7 @@ class Pipeline(Construct):
         for function in self.functions.values():
             acknowledge(
                 machine.role,
-                f"AwsSolutions-IAM5[Resource::<{_logical_id(function)}.Arn>:*]",
+                f"AwsSolutions-IAM5[Resource::<{logical_id(function)}.Arn>:*]",
                 "Invoking the versions of this stage's own function (CDK's Lambda task "
                 "grant); no other function is reachable.",
             )
@@ -341,7 +332,7 @@ class Pipeline(Construct):
             retry_on_service_exceptions=False,
         )
         # Only Lambda's own faults are retried: a timeout is the reviewers' answer.
-        _add_retries(wait, retry_timeouts=False)
+        add_retries(wait, retry_timeouts=False)
         timed_out = sfn.Pass(
             self,
             "Approval timed out",
@@ -354,7 +345,24 @@ class Pipeline(Construct):
         return wait
 
 
-def _add_retries(task: tasks.LambdaInvoke, *, retry_timeouts: bool = True) -> None:
+def stage_task(
+    scope: Construct, state: str, function: lambda_.IFunction, result_path: str
+) -> tasks.LambdaInvoke:
+    """A state that invokes a stage function with the run context and keeps its answer under
+    `result_path`, retrying Lambda's own transient faults."""
+    task = tasks.LambdaInvoke(
+        scope,
+        state,
+        lambda_function=function,
+        payload_response_only=True,
+        result_path=result_path,
+        retry_on_service_exceptions=False,
+    )
+    add_retries(task)
+    return task
+
+
+def add_retries(task: tasks.LambdaInvoke, *, retry_timeouts: bool = True) -> None:
     task.add_retry(
         errors=TRANSIENT_ERRORS,
         interval=Duration.seconds(2),
@@ -366,11 +374,11 @@ def _add_retries(task: tasks.LambdaInvoke, *, retry_timeouts: bool = True) -> No
         task.add_retry(errors=TIMEOUT_ERRORS, interval=Duration.seconds(5), max_attempts=1)
 
 
-def _logical_id(construct: Construct) -> str:
+def logical_id(construct: Construct) -> str:
     return Stack.of(construct).get_logical_id(construct.node.default_child)  # type: ignore[arg-type]
 
 
-def _executions_of(machine: sfn.StateMachine) -> str:
+def executions_of(machine: sfn.StateMachine) -> str:
     return Stack.of(machine).format_arn(
         service="states",
         resource="execution",

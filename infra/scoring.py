@@ -23,7 +23,7 @@ from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
 from infra.access import Access, acknowledge, acknowledge_prefixes, acknowledge_tracing
-from infra.pipeline import _add_retries, _executions_of, _logical_id
+from infra.pipeline import executions_of, logical_id, stage_task
 from infra.stage_functions import StageFunctions
 from mlcycle.lake_layout import Zone
 
@@ -108,12 +108,12 @@ class Scoring(Construct):
         for function in self.functions.values():
             acknowledge(
                 machine.role,
-                f"AwsSolutions-IAM5[Resource::<{_logical_id(function)}.Arn>:*]",
+                f"AwsSolutions-IAM5[Resource::<{logical_id(function)}.Arn>:*]",
                 "Invoking the versions of this step's own function (CDK's Lambda task grant).",
             )
         acknowledge_prefixes(machine.role, bucket, [Zone.RUNS])  # the chunk manifests
         # CDK's grant for the Distributed Map's child executions (describe, stop, redrive)
-        name = f'{{"Fn::Select":[6,{{"Fn::Split":[":",{{"Ref":"{_logical_id(machine)}"}}]}}]}}'
+        name = f'{{"Fn::Select":[6,{{"Fn::Split":[":",{{"Ref":"{logical_id(machine)}"}}]}}]}}'
         for suffix in (":*", "/*:*"):
             acknowledge(
                 machine,
@@ -132,13 +132,13 @@ class Scoring(Construct):
         )
         self.start.add_to_role_policy(
             iam.PolicyStatement(
-                actions=["states:DescribeExecution"], resources=[_executions_of(machine)]
+                actions=["states:DescribeExecution"], resources=[executions_of(machine)]
             )
         )
         acknowledge(
             self.start.role,
             f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:states:<AWS::Region>:"
-            f"<AWS::AccountId>:execution:<{_logical_id(machine)}.Name>:*]",
+            f"<AWS::AccountId>:execution:<{logical_id(machine)}.Name>:*]",
             "Executions of the scoring state machine, named at run time from the upload.",
         )
         self.start.configure_async_invoke(
@@ -167,16 +167,7 @@ class Scoring(Construct):
         return function
 
     def _task(self, name: str, state: str, result_path: str) -> tasks.LambdaInvoke:
-        task = tasks.LambdaInvoke(
-            self,
-            state,
-            lambda_function=self._function(name),
-            payload_response_only=True,
-            result_path=result_path,
-            retry_on_service_exceptions=False,
-        )
-        _add_retries(task)
-        return task
+        return stage_task(self, state, self._function(name), result_path)
 
 
 class _ChunkManifestReader(sfn.S3JsonItemReader):
