@@ -119,8 +119,6 @@ class Pipeline(Construct):
         super().__init__(scope, construct_id)
         self._factory = functions
         self._key = functions.key
-        self._log_retention = functions.log_retention
-        self._removal_policy = functions.removal_policy
         bucket = functions.bucket
         self.functions: dict[str, lambda_.DockerImageFunction] = {}
         # Reviewers subscribe here: each message names a model waiting for approval.
@@ -275,34 +273,11 @@ class Pipeline(Construct):
             .otherwise(chain[0])
         )
 
-        machine = sfn.StateMachine(
-            self,
-            "StateMachine",
-            definition_body=sfn.DefinitionBody.from_chainable(definition),
-            state_machine_type=sfn.StateMachineType.STANDARD,
-            tracing_enabled=True,
-            timeout=RUN_TIMEOUT,
-            logs=sfn.LogOptions(
-                destination=logs.LogGroup(
-                    self,
-                    "StateMachineLogs",
-                    retention=self._log_retention,
-                    removal_policy=self._removal_policy,
-                    encryption_key=self._key,
-                ),
-                level=sfn.LogLevel.ALL,
-                include_execution_data=False,  # run contexts name data; the lake keeps them
-            ),
+        machine = stage_state_machine(
+            self, definition, functions=self._factory, timeout=RUN_TIMEOUT
         )
         for function in self.functions.values():
-            acknowledge(
-                machine.role,
-                f"AwsSolutions-IAM5[Resource::<{logical_id(function)}.Arn>:*]",
-                "Invoking the versions of this stage's own function (CDK's Lambda task "
-                "grant); no other function is reachable.",
-            )
-        # Log delivery (CreateLogDelivery and friends) and X-Ray take no resource ARNs.
-        acknowledge_tracing(machine.role)
+            allow_invoking(machine, function)
         return machine
 
     def _approval_task(self, *, then: sfn.IChainable) -> tasks.LambdaInvoke:
@@ -343,6 +318,49 @@ class Pipeline(Construct):
         wait.next(then)
         timed_out.next(then)
         return wait
+
+
+def stage_state_machine(
+    scope: Construct,
+    definition: sfn.IChainable,
+    *,
+    functions: StageFunctions,
+    timeout: Duration,
+) -> sfn.StateMachine:
+    """A STANDARD, traced state machine logging every event (without its data: run contexts
+    name data, the lake keeps them) to an encrypted log group of its own."""
+    machine = sfn.StateMachine(
+        scope,
+        "StateMachine",
+        definition_body=sfn.DefinitionBody.from_chainable(definition),
+        state_machine_type=sfn.StateMachineType.STANDARD,
+        tracing_enabled=True,
+        timeout=timeout,
+        logs=sfn.LogOptions(
+            destination=logs.LogGroup(
+                scope,
+                "StateMachineLogs",
+                retention=functions.log_retention,
+                removal_policy=functions.removal_policy,
+                encryption_key=functions.key,
+            ),
+            level=sfn.LogLevel.ALL,
+            include_execution_data=False,
+        ),
+    )
+    # Log delivery (CreateLogDelivery and friends) and X-Ray take no resource ARNs.
+    acknowledge_tracing(machine.role)
+    return machine
+
+
+def allow_invoking(machine: sfn.StateMachine, function: lambda_.Function) -> None:
+    """Acknowledge CDK's Lambda task grant: the versions of this one function."""
+    acknowledge(
+        machine.role,
+        f"AwsSolutions-IAM5[Resource::<{logical_id(function)}.Arn>:*]",
+        "Invoking the versions of this state's own function (CDK's Lambda task grant); no "
+        "other function is reachable.",
+    )
 
 
 def stage_task(

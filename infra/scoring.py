@@ -15,15 +15,20 @@ from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_destinations as destinations
-from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sqs as sqs
 from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
-from infra.access import Access, acknowledge, acknowledge_prefixes, acknowledge_tracing
-from infra.pipeline import executions_of, logical_id, stage_task
+from infra.access import Access, acknowledge, acknowledge_prefixes
+from infra.pipeline import (
+    allow_invoking,
+    executions_of,
+    logical_id,
+    stage_state_machine,
+    stage_task,
+)
 from infra.stage_functions import StageFunctions
 from mlcycle.lake_layout import Zone
 
@@ -85,32 +90,12 @@ class Scoring(Construct):
         finish = self._task("finish_scoring", "Finish scoring", "$.summary")
         definition = plan.next(score).next(finish).next(sfn.Succeed(self, "Scored"))
 
-        self.state_machine = sfn.StateMachine(
-            self,
-            "StateMachine",
-            definition_body=sfn.DefinitionBody.from_chainable(definition),
-            state_machine_type=sfn.StateMachineType.STANDARD,
-            tracing_enabled=True,
-            timeout=SCORING_TIMEOUT,
-            logs=sfn.LogOptions(
-                destination=logs.LogGroup(
-                    self,
-                    "StateMachineLogs",
-                    retention=functions.log_retention,
-                    removal_policy=functions.removal_policy,
-                    encryption_key=functions.key,
-                ),
-                level=sfn.LogLevel.ALL,
-                include_execution_data=False,
-            ),
+        self.state_machine = stage_state_machine(
+            self, definition, functions=functions, timeout=SCORING_TIMEOUT
         )
         machine = self.state_machine
         for function in self.functions.values():
-            acknowledge(
-                machine.role,
-                f"AwsSolutions-IAM5[Resource::<{logical_id(function)}.Arn>:*]",
-                "Invoking the versions of this step's own function (CDK's Lambda task grant).",
-            )
+            allow_invoking(machine, function)
         acknowledge_prefixes(machine.role, bucket, [Zone.RUNS])  # the chunk manifests
         # CDK's grant for the Distributed Map's child executions (describe, stop, redrive)
         name = f'{{"Fn::Select":[6,{{"Fn::Split":[":",{{"Ref":"{logical_id(machine)}"}}]}}]}}'
@@ -121,7 +106,6 @@ class Scoring(Construct):
                 f"<AWS::AccountId>:execution:{name}{suffix}]",
                 "The Distributed Map's own child executions of this one state machine.",
             )
-        acknowledge_tracing(machine.role)
 
         self.start = self._function("start_scoring")
         self.start.add_environment("SCORING_STATE_MACHINE_ARN", machine.state_machine_arn)
