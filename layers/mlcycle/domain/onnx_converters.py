@@ -114,11 +114,7 @@ def _numeric_imputer_convert(scope: Any, operator: Any, container: Any) -> None:
         container.add_initializer(var, proto, list(value.shape), value.ravel().tolist())
         return var
 
-    inputs = [v.full_name for v in operator.inputs]
-    joined = inputs[0]
-    if len(inputs) > 1:
-        joined = name("imp_concat")
-        container.add_node("Concat", inputs, [joined], axis=1)
+    joined = _joined_inputs(operator, container, name("imp_concat"))
     x = name("imp_x")
     container.add_node("Cast", [joined], [x], to=TensorProto.DOUBLE)  # a no-op on float64
     isnan = name("imp_isnan")
@@ -149,6 +145,15 @@ class _IndexOneHotEncoder(OneHotEncoder):
     """A fitted `OneHotEncoder` under its own converter (skl2onnx 1.20's fails on unknown
     categories unless handle_unknown="ignore", and cannot send them to the infrequent
     column as "infrequent_if_exist" does); never fitted itself."""
+
+
+def _joined_inputs(operator: Any, container: Any, concat_name: str) -> str:
+    """The operator's inputs as one tensor: the only one, or their columns side by side."""
+    inputs = [v.full_name for v in operator.inputs]
+    if len(inputs) == 1:
+        return str(inputs[0])
+    container.add_node("Concat", inputs, [concat_name], axis=1)
+    return concat_name
 
 
 def _one_hot_columns(encoder: OneHotEncoder, i: int) -> tuple[list[str], list[int], int, int]:
@@ -185,11 +190,7 @@ def _one_hot_convert(scope: Any, operator: Any, container: Any) -> None:
         container.add_initializer(var, TensorProto.INT64, [len(values)], values)
         return var
 
-    inputs = [v.full_name for v in operator.inputs]
-    joined = inputs[0]
-    if len(inputs) > 1:
-        joined = name("ohe_concat")
-        container.add_node("Concat", inputs, [joined], axis=1)
+    joined = _joined_inputs(operator, container, name("ohe_concat"))
     parts = []
     for i in range(len(encoder.categories_)):
         categories, columns, unknown, width = _one_hot_columns(encoder, i)
