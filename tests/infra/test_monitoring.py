@@ -108,16 +108,17 @@ def test_the_dashboard_shows_pipeline_endpoint_model_and_release(
         assert title in body, title
 
 
+class AlarmsOnly(Monitoring):
+    """The model alarms of one spec, without the rest of the stack."""
+
+    def __init__(self, scope: Construct, spec: Any) -> None:
+        Construct.__init__(self, scope, "Monitoring")
+        self.alarms = []
+        self._notify = actions.SnsAction(sns.Topic(self, "Notifications"))
+        self._model_alarms(spec, "mlcycle-dev")
+
+
 def test_a_disparate_impact_limit_gets_a_fairness_alarm_that_only_notifies() -> None:
-    class AlarmsOnly(Monitoring):
-        """The model alarms of one spec, without the rest of the stack."""
-
-        def __init__(self, scope: Construct, spec: Any) -> None:
-            Construct.__init__(self, scope, "Monitoring")
-            self.alarms = []
-            self._notify = actions.SnsAction(sns.Topic(self, "Notifications"))
-            self._model_alarms(spec, "mlcycle-dev")
-
     spec = parse_spec(
         "dataset: loans\ntarget: default\n"
         "fairness: {sensitive_features: [sex], min_disparate_impact: 0.8}\n"
@@ -147,13 +148,6 @@ def test_a_disparate_impact_limit_gets_a_fairness_alarm_that_only_notifies() -> 
 
 
 def test_the_estimated_metric_alarm_follows_the_primary_metric_and_skips_regression() -> None:
-    class AlarmsOnly(Monitoring):
-        def __init__(self, scope: Construct, spec: Any) -> None:
-            Construct.__init__(self, scope, "Monitoring")
-            self.alarms = []
-            self._notify = actions.SnsAction(sns.Topic(self, "Notifications"))
-            self._model_alarms(spec, "mlcycle-dev")
-
     def alarms(text: str) -> dict[str, dict[str, Any]]:
         stack = cdk.Stack(cdk.App(), "Alarms")
         AlarmsOnly(stack, parse_spec(text))
