@@ -42,9 +42,11 @@ def write_model_card(
     *,
     spec: ProblemSpec,
     schema: ResolvedSchema,
+    evaluation: dict[str, Any],
 ) -> dict[str, Any]:
-    """Build the card of `version` from its registry entry and the run's documents, and write
-    the JSON and the page where the entry says they are; returns the card."""
+    """Build the card of `version` from its registry entry, the run's `evaluation.json` and
+    its other documents, and write the JSON and the page where the entry says they are;
+    returns the card."""
     problem = required(ctx.problem, "define_problem")
     collected = required(ctx.collect, "collect_data")
     evaluated = required(ctx.evaluate, "evaluate_models")
@@ -69,7 +71,7 @@ def write_model_card(
         spec=spec,
         schema=schema,
         lineage=lake.get_json(collected.lineage_uri),
-        evaluation=lake.get_json(evaluated.evaluation_uri),
+        evaluation=evaluation,
         processing=processed.model_dump(mode="json"),
         model_artifacts=[
             lake.uri(served + ONNX_FILE),

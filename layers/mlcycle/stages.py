@@ -295,6 +295,7 @@ def register_model(
     evaluated = required(ctx.evaluate, "evaluate_models")
     collected = required(ctx.collect, "collect_data")
     schema = run_schema(ctx, lake)
+    evaluation = lake.get_json(evaluated.evaluation_uri)  # for the entry and the card
     winner = next(
         c for c in required(ctx.candidates, "train_model") if c.algorithm == evaluated.winner
     )
@@ -324,9 +325,7 @@ def register_model(
         "threshold": evaluated.threshold,
         "top_features": evaluated.top_features,
         # per sensitive feature the measures against its reference group, and the verdict
-        "fairness": fairness.registry_summary(
-            lake.get_json(evaluated.evaluation_uri).get("fairness")
-        ),
+        "fairness": fairness.registry_summary(evaluation.get("fairness")),
         "primary_metric": required(ctx.metrics, "define_metrics").primary_metric,
         "gate": evaluated.gate.model_dump(),
         "run_id": ctx.run_id,
@@ -389,7 +388,7 @@ def register_model(
     # the card names the version, so it is written now; before the manifest, so a served
     # version always has one
     spec = run_spec(ctx, lake)
-    write_model_card(ctx, lake, registry, version, spec=spec, schema=schema)
+    write_model_card(ctx, lake, registry, version, spec=spec, schema=schema, evaluation=evaluation)
     lake.put_json(prefix + MANIFEST_FILE, served.to_json())
     release = spec.release
     return RegisterResult(
