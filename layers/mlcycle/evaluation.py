@@ -27,7 +27,6 @@ from mlcycle.domain.global_explanations import (
 )
 from mlcycle.domain.traffic import TIME_COLUMN
 from mlcycle.lake_layout import Zone, run_prefix
-from mlcycle.monitoring import window_frame
 from mlcycle.reports import render_evaluation
 from mlcycle.schema import ResolvedSchema
 from mlcycle.serving.manifest import BACKGROUND_FILE, MANIFEST_FILE, ONNX_FILE
@@ -430,7 +429,9 @@ def _recent(
         )
     if len(rows) < 2:
         return None
-    frame = window_frame([{"instance": r} for r in rows.to_dict(orient="records")], schema)
+    # the features as the clients sent them (a field never sent is missing); `predict` types
+    # them as the transformer expects
+    frame = rows.reindex(columns=list(schema.features))
     production_threshold = entry.get("threshold")
     challenger = evaluation.predict(pipeline, frame, schema, threshold)
     production = evaluation.predict(
