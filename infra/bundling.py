@@ -8,8 +8,10 @@ Both assets ship bytecode compiled by an interpreter of the runtime's Python ver
 cannot write its own (code and layers are read-only), so without it every cold start compiles
 every module it imports: measured for the endpoint (bench/endpoint.py, without the AWS SDK),
 0.93 s to the first answer without it against 0.35 s with it.
-That is why the endpoint runs Python 3.13 while the pipeline image runs 3.14: this machine
-has a 3.13 interpreter to compile with and no 3.14 one (the image compiles its own, in docker).
+That is why the endpoint runs Python 3.13: this machine has a 3.13 interpreter to compile
+with and no 3.14 one. The pipeline image (which compiles its own, in docker) runs 3.13 too:
+Apache DataSketches, whose mergeable sketches profile a many-part dataset, has no 3.14 wheel
+yet (apache/datasketches-python#65), and one Python everywhere is one less difference.
 """
 
 from __future__ import annotations
@@ -33,8 +35,8 @@ CACHE = PROJECT_ROOT / ".cache" / "lambda-layers"
 LAMBDA_RUNTIME = lambda_.Runtime.PYTHON_3_13  # the endpoint's (zip) functions and layers
 LAMBDA_ARCHITECTURE = lambda_.Architecture.X86_64
 PYTHON_VERSION = "3.13"
-PIPELINE_PYTHON_VERSION = "3.14"  # infra/pipeline.Dockerfile's base image
-# Lambda's python3.13 and 3.14 run on Amazon Linux 2023 (glibc 2.34): these wheels load there.
+PIPELINE_PYTHON_VERSION = "3.13"  # infra/pipeline.Dockerfile's base image
+# Lambda's python3.13 runs on Amazon Linux 2023 (glibc 2.34): these wheels load there.
 PLATFORMS = ["manylinux_2_28_x86_64", "manylinux_2_27_x86_64", "manylinux2014_x86_64"]
 
 

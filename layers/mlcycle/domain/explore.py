@@ -66,10 +66,19 @@ def profile(df: pd.DataFrame, schema: ResolvedSchema) -> Json:
     target_col["role"] = "target"
     target_col["association"] = None
     columns.append(target_col)
+    balance = _class_balance(y_codes, labels, schema) if y_codes is not None else None
+    return assemble(schema, len(df), columns, balance)
 
+
+def assemble(
+    schema: ResolvedSchema, n_rows: int, columns: list[Json], balance: Json | None
+) -> Json:
+    """The profile from its column summaries (the target's last) and, for a class target,
+    `class_balance`: the warnings are derived here. Shared with `profile_parts`."""
+    target_col = columns[-1]
     target_section: Json = {"name": schema.target, "task": schema.task.value}
-    if y_codes is not None:
-        target_section.update(_class_balance(y_codes, labels, schema))
+    if balance is not None:
+        target_section.update(balance)
     else:
         target_section["stats"] = target_col["stats"]
         target_section["histogram"] = target_col["histogram"]
@@ -88,7 +97,7 @@ def profile(df: pd.DataFrame, schema: ResolvedSchema) -> Json:
     return {
         "dataset": schema.dataset,
         "task": schema.task.value,
-        "n_rows": len(df),
+        "n_rows": n_rows,
         "n_columns": len(columns),
         "target": target_section,
         "columns": columns,
@@ -242,10 +251,15 @@ def _timeline(stamps: np.ndarray) -> Json:
 
 def _class_balance(codes: np.ndarray, labels: list[str], schema: ResolvedSchema) -> Json:
     counts = np.bincount(codes[codes >= 0], minlength=len(labels))
-    by_label = dict(zip(labels, (int(c) for c in counts), strict=True))
+    return class_balance([int(c) for c in counts], labels, schema)
+
+
+def class_balance(counts: list[int], labels: list[str], schema: ResolvedSchema) -> Json:
+    """Rows per class (`counts[i]` of `labels[i]`), shares and the imbalance note."""
+    by_label = dict(zip(labels, counts, strict=True))
     # the schema's classes first (a class absent from this data still shows, with 0 rows)
     order = list(schema.classes or []) + sorted(set(labels) - set(schema.classes or []))
-    total = int(counts.sum())
+    total = sum(counts)
     classes = [
         {"label": c, "count": by_label.get(c, 0), "share": _share(by_label.get(c, 0), total)}
         for c in order
@@ -304,12 +318,18 @@ def _eta(values: np.ndarray, groups: np.ndarray) -> float | None:
     sizes = np.bincount(g)
     sums = np.bincount(g, weights=v)
     used = sizes > 0
-    k = int(used.sum())
     mean = v.mean()
     ss_total = float(((v - mean) ** 2).sum())
+    between = (sums[used] ** 2 / sizes[used]).sum()
+    return _eta_from(n, mean, ss_total, int(used.sum()), between)
+
+
+def _eta_from(n: int, mean: float, ss_total: float, k: int, between: float) -> float | None:
+    """Eta from n values in k non-empty groups: their mean, sum of squared deviations and
+    the sum over groups of (group sum)^2 / group size. Shared with `profile_parts`."""
     if ss_total <= 0 or k < 2 or n <= k:
         return None
-    ss_between = float((sums[used] ** 2 / sizes[used]).sum() - n * mean**2)
+    ss_between = float(between - n * mean**2)
     eta2 = min(max(ss_between / ss_total, 0.0), 1.0)
     adjusted = 1.0 - (1.0 - eta2) * (n - 1) / (n - k)
     return _num(math.sqrt(max(adjusted, 0.0)))
@@ -333,6 +353,11 @@ def _cramers_v(a: np.ndarray, b: np.ndarray) -> float | None:
     cells = pd.Series(a * k + b).value_counts(sort=False)
     pair, observed = cells.index.to_numpy(), cells.to_numpy().astype(np.float64)
     chi2 = n * (float((observed**2 / (rows[pair // k] * cols[pair % k])).sum()) - 1.0)
+    return _cramers_v_from(n, r, k, chi2)
+
+
+def _cramers_v_from(n: int, r: int, k: int, chi2: float) -> float | None:
+    """V from the chi-squared of an r x k table of n rows. Shared with `profile_parts`."""
     phi2 = max(chi2 / n - (r - 1) * (k - 1) / (n - 1), 0.0)
     r_corr = r - (r - 1) ** 2 / (n - 1)
     k_corr = k - (k - 1) ** 2 / (n - 1)
@@ -432,6 +457,8 @@ def render_html(profile: Json, *, title: str) -> str:
         _card("warnings", str(len(profile["warnings"]))),
         "</div>",
     ]
+    if note := profile.get("approximate"):  # merged from part files: which numbers are estimates
+        parts.append(f'<p class="muted">{e(note["summary"])}</p>')
 
     parts.append("<h2>Target</h2>")
     if "classes" in target:
