@@ -26,6 +26,11 @@ def _default_sizing() -> dict[str, FunctionSizing]:
         "define_problem": _LIGHT,
         "collect_data": _MEDIUM,
         "process_data": _HEAVY,
+        # many-part datasets: the plan reads a few parts one at a time, each part is one child
+        "plan_parts": _HEAVY,
+        "collect_part": _MEDIUM,
+        "process_part": _HEAVY,
+        "merge_parts": _MEDIUM,
         "define_metrics": _LIGHT,
         "explore_data": _HEAVY,
         "engineer_features": _HEAVY,
@@ -75,6 +80,7 @@ class MlcycleConfig:
     monitored_specs: tuple[str, ...] = ("examples/customer-churn.yaml",)
     scoring_chunk_rows: int = 200_000  # rows per batch scoring invocation
     scoring_max_concurrency: int = 10  # chunks scored at once (the Distributed Map's)
+    part_max_concurrency: int = 10  # parts of a many-part upload processed at once
     sizing: dict[str, FunctionSizing] = field(default_factory=_default_sizing)
 
 

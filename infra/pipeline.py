@@ -11,6 +11,7 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_destinations as destinations
 from aws_cdk import aws_logs as logs
+from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subscriptions
 from aws_cdk import aws_sqs as sqs
@@ -18,16 +19,19 @@ from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
-from infra.access import Access, acknowledge, acknowledge_tracing
+from infra.access import Access, acknowledge, acknowledge_prefixes, acknowledge_tracing
 from infra.stage_functions import StageFunctions
 from mlcycle.context import RESUME_KEY
-from mlcycle.lake_layout import Zone
+from mlcycle.lake_layout import MARKER, Zone
 
 # (handler folder, state name, result path) in lifecycle order; training is the Map between.
-STAGES_BEFORE_TRAINING = [
-    ("define_problem", "Define problem", "$.problem"),
+# A many-part upload (its `_SUCCESS` marker) takes the parts path instead of collect and
+# process: plan, a Distributed Map collecting and processing each part, merge.
+ONE_FILE_STAGES = [
     ("collect_data", "Collect data", "$.collect"),
     ("process_data", "Process data", "$.process"),
+]
+STAGES_BEFORE_TRAINING = [
     ("define_metrics", "Define metrics", "$.metrics"),
     ("explore_data", "Explore data", "$.explore"),
     ("engineer_features", "Engineer features", "$.features"),
@@ -64,9 +68,24 @@ ACCESS: dict[str, Access] = {
     "process_data": Access(
         reads=(Zone.RAW, Zone.RUNS), writes=(Zone.CURATED, Zone.RUNS, Zone.QUARANTINE)
     ),
+    "plan_parts": Access(
+        reads=(Zone.LANDING, Zone.RUNS), writes=(Zone.RUNS,), lists=(Zone.LANDING,)
+    ),
+    "collect_part": Access(reads=(Zone.LANDING,), writes=(Zone.RAW, Zone.RUNS)),
+    "process_part": Access(
+        reads=(Zone.RAW, Zone.RUNS), writes=(Zone.CURATED, Zone.RUNS, Zone.QUARANTINE)
+    ),
+    "merge_parts": Access(
+        reads=(Zone.RUNS, Zone.CURATED, Zone.RAW), writes=(Zone.RUNS,), lists=(Zone.RUNS,)
+    ),
     "define_metrics": Access(reads=(Zone.RUNS,), writes=(Zone.RUNS,)),
-    "explore_data": Access(reads=(Zone.CURATED, Zone.RUNS), writes=(Zone.REPORTS,)),
-    "engineer_features": Access(reads=(Zone.CURATED, Zone.RUNS), writes=(Zone.FEATURES,)),
+    # a many-part run's profile merges the parts' documents (runs zone)
+    "explore_data": Access(
+        reads=(Zone.CURATED, Zone.RUNS), writes=(Zone.REPORTS,), lists=(Zone.RUNS,)
+    ),
+    "engineer_features": Access(
+        reads=(Zone.CURATED, Zone.RUNS), writes=(Zone.FEATURES,), lists=(Zone.RUNS,)
+    ),
     "train_model": Access(reads=(Zone.FEATURES, Zone.RUNS), writes=(Zone.MODELS,)),
     "evaluate_models": Access(
         reads=(Zone.FEATURES, Zone.MODELS, Zone.RUNS),
@@ -93,10 +112,11 @@ ACCESS: dict[str, Access] = {
         table="write",
         scans_table=True,
     ),
+    # a many-part upload: its parts are kept too, and the parts that failed say why
     "record_failure": Access(
-        reads=(Zone.LANDING, Zone.REPORTS),
+        reads=(Zone.LANDING, Zone.REPORTS, Zone.RUNS),
         writes=(Zone.QUARANTINE, Zone.REPORTS),
-        lists=(Zone.REPORTS,),
+        lists=(Zone.REPORTS, Zone.LANDING, Zone.RUNS),
         table="write",
         scans_table=True,
     ),
@@ -114,6 +134,7 @@ class Pipeline(Construct):
         functions: StageFunctions,
         landing_prefix: str,
         max_training_concurrency: int,
+        max_part_concurrency: int = 10,
         approval_email: str | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
@@ -128,7 +149,7 @@ class Pipeline(Construct):
         if approval_email:
             self.approvals.add_subscription(subscriptions.EmailSubscription(approval_email))
 
-        self.state_machine = self._state_machine(max_training_concurrency)
+        self.state_machine = self._state_machine(max_training_concurrency, max_part_concurrency)
         self.start_run = self._function("start_run")
         self.start_run.add_environment("STATE_MACHINE_ARN", self.state_machine.state_machine_arn)
         self.start_run.add_to_role_policy(
@@ -191,7 +212,9 @@ class Pipeline(Construct):
     def _task(self, name: str, state: str, result_path: str) -> tasks.LambdaInvoke:
         return stage_task(self, state, self._function(name), result_path)
 
-    def _state_machine(self, max_training_concurrency: int) -> sfn.StateMachine:
+    def _state_machine(
+        self, max_training_concurrency: int, max_part_concurrency: int
+    ) -> sfn.StateMachine:
         failed = sfn.Fail(self, "Run failed", error="RunFailed", cause="See the run record")
         record_failure = tasks.LambdaInvoke(
             self,
@@ -204,7 +227,7 @@ class Pipeline(Construct):
         add_retries(record_failure)
         record_failure.next(failed)
 
-        def guarded(state: tasks.LambdaInvoke | sfn.Map, stage: str) -> None:
+        def guarded(state: tasks.LambdaInvoke | sfn.Map | sfn.DistributedMap, stage: str) -> None:
             # Every stage fails into one path that records which stage failed and why.
             mark = sfn.Pass(
                 self,
@@ -215,11 +238,30 @@ class Pipeline(Construct):
             mark.next(record_failure)
             state.add_catch(mark, errors=["States.ALL"], result_path="$.error")
 
-        chain: list[tasks.LambdaInvoke | sfn.Map] = []
+        define_problem = self._task("define_problem", "Define problem", "$.problem")
+        guarded(define_problem, "define_problem")
+        one_file = [self._task(*stage) for stage in ONE_FILE_STAGES]
+        for task, (name, _, _) in zip(one_file, ONE_FILE_STAGES, strict=True):
+            guarded(task, name)
+        one_file[0].next(one_file[1])
+        plan, per_part, merge = self._parts_path(max_part_concurrency)
+        guarded(plan, "plan_parts")
+        guarded(per_part, "process_part")
+        guarded(merge, "merge_parts")
+        plan.next(per_part).next(merge)
+        define_problem.next(
+            sfn.Choice(self, "Many parts?")
+            .when(sfn.Condition.string_matches("$.source.key", f"*/{MARKER}"), plan)
+            .otherwise(one_file[0])
+        )
+
+        chain: list[tasks.LambdaInvoke | sfn.MapBase] = []
         for name, state, result_path in STAGES_BEFORE_TRAINING:
             task = self._task(name, state, result_path)
             guarded(task, name)
             chain.append(task)
+        one_file[1].next(chain[0])
+        merge.next(chain[0])
 
         train = sfn.Map(
             self,
@@ -270,7 +312,7 @@ class Pipeline(Construct):
         definition = (
             sfn.Choice(self, "Resume at approval?")
             .when(sfn.Condition.is_present(f"$.{RESUME_KEY}"), wait)
-            .otherwise(chain[0])
+            .otherwise(define_problem)
         )
 
         machine = stage_state_machine(
@@ -278,7 +320,37 @@ class Pipeline(Construct):
         )
         for function in self.functions.values():
             allow_invoking(machine, function)
+        acknowledge_map_children(machine, self._factory.bucket)
         return machine
+
+    def _parts_path(
+        self, max_concurrency: int
+    ) -> tuple[tasks.LambdaInvoke, sfn.DistributedMap, tasks.LambdaInvoke]:
+        """Plan (the manifest of parts), one child execution per part (collect, then
+        process), merge (the run's collect and process results, in place of the Map's)."""
+        plan = self._task("plan_parts", "Plan parts", "$.plan")
+        per_part = sfn.DistributedMap(
+            self,
+            "Collect and process parts",
+            item_reader=RunsZoneJsonReader(
+                bucket=self._factory.bucket, key=sfn.JsonPath.string_at("$.plan.parts_key")
+            ),
+            item_selector={
+                "part": sfn.JsonPath.object_at("$$.Map.Item.Value"),
+                "plan": sfn.JsonPath.object_at("$.plan"),
+            },
+            max_concurrency=max_concurrency,
+            map_execution_type=sfn.StateMachineType.STANDARD,
+            result_path="$.parts",
+        )
+        per_part.item_processor(
+            self._task("collect_part", "Collect part", "$.collected").next(
+                self._task("process_part", "Process part", "$")
+            )
+        )
+        # its output is the whole run context, without the plan and the Map's results
+        merge = self._task("merge_parts", "Merge parts", "$")
+        return plan, per_part, merge
 
     def _approval_task(self, *, then: sfn.IChainable) -> tasks.LambdaInvoke:
         """Record the request, notify the reviewers, and wait for `mlcycle approve` or
@@ -403,3 +475,34 @@ def executions_of(machine: sfn.StateMachine) -> str:
         resource_name=f"{machine.state_machine_name}:*",
         arn_format=ArnFormat.COLON_RESOURCE_NAME,
     )
+
+
+def acknowledge_map_children(machine: sfn.StateMachine, bucket: s3.IBucket) -> None:
+    """Acknowledge CDK's grants for a Distributed Map: its JSON manifests in the runs zone, and
+    its own child executions (describe, stop, redrive) of this one state machine."""
+    acknowledge_prefixes(machine.role, bucket, [Zone.RUNS])
+    name = f'{{"Fn::Select":[6,{{"Fn::Split":[":",{{"Ref":"{logical_id(machine)}"}}]}}]}}'
+    for suffix in (":*", "/*:*"):
+        acknowledge(
+            machine,
+            f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:states:<AWS::Region>:"
+            f"<AWS::AccountId>:execution:{name}{suffix}]",
+            "The Distributed Map's own child executions of this one state machine.",
+        )
+
+
+class RunsZoneJsonReader(sfn.S3JsonItemReader):
+    """A Distributed Map's JSON ItemReader, allowed to read the runs zone only (CDK's own
+    reader grants GetObject on the whole bucket when the key is a path)."""
+
+    def __init__(self, *, bucket: s3.IBucket, key: str) -> None:
+        super().__init__(bucket=bucket, key=key)
+        self._lake = bucket
+
+    def provide_policy_statements(self) -> list[iam.PolicyStatement]:
+        return [
+            iam.PolicyStatement(
+                actions=["s3:GetObject"],
+                resources=[self._lake.arn_for_objects(f"{Zone.RUNS.prefix}*")],
+            )
+        ]

@@ -103,6 +103,7 @@ class MlcycleStack(Stack):
             functions=self.functions,
             landing_prefix=config.landing_prefix,
             max_training_concurrency=config.max_training_concurrency,
+            max_part_concurrency=config.part_max_concurrency,
             approval_email=config.approval_email,
         )
         # The curated zone as Glue tables (written by process_data) and an Athena workgroup.
@@ -115,7 +116,8 @@ class MlcycleStack(Stack):
             workgroup_name=self.stack_name,
             removal_policy=config.removal_policy,
         )
-        self.catalog.grant_catalog_writes(self.pipeline.functions["process_data"])
+        for writer in ("process_data", "merge_parts"):
+            self.catalog.grant_catalog_writes(self.pipeline.functions[writer])
         self.scoring = Scoring(
             self,
             "Scoring",

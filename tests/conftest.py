@@ -61,6 +61,8 @@ def definition(template: dict[str, Any]) -> dict[str, Any]:
         if resource["Type"] == "AWS::Lambda::Function":
             command = resource["Properties"].get("ImageConfig", {}).get("Command", ["-.-"])[0]
             resolver.define(logical_id, command, Arn=command.split(".")[1])
+        elif resource["Type"] == "AWS::S3::Bucket":
+            resolver.define(logical_id, logical_id, Arn=f"arn:aws:s3:::{logical_id}")
     (machine,) = [
         r["Properties"]
         for logical_id, r in template["Resources"].items()

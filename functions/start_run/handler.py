@@ -23,7 +23,8 @@ def lambda_handler(event: S3EventNotificationEventBridgeModel) -> dict[str, Any]
         version=obj.version_id or obj.etag or None,
         size=size,
     )
-    logger.info(
-        "run started" if result["started"] else "duplicate event ignored", extra={"run": result}
-    )
+    if result["started"]:
+        logger.info("run started", extra={"run": result})
+    else:
+        logger.info(result.get("ignored", "duplicate event ignored"), extra={"run": result})
     return result

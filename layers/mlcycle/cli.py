@@ -39,7 +39,12 @@ def _parser() -> argparse.ArgumentParser:
         help="run the nine lifecycle stages on a data file in a local, in-process AWS",
         description="Upload DATA to the local lake as a user would and follow the run.",
     )
-    run.add_argument("data", type=Path, help="CSV (optionally gzip-compressed) or Parquet file")
+    run.add_argument(
+        "data",
+        type=Path,
+        help="CSV (optionally gzip-compressed) or Parquet file; or a folder of such files, "
+        "uploaded as the parts of one dataset named after the folder",
+    )
     run.add_argument("--target", help="the column to predict (or give it in --spec)")
     run.add_argument("--task", choices=["auto", "binary", "multiclass", "regression"])
     run.add_argument("--spec", type=Path, help="a problem spec, YAML or JSON")
@@ -172,8 +177,8 @@ def main(argv: list[str] | None = None) -> int:
         return _predict(console, args.source, args.model, args.file, verb=args.command)
     if args.command in OPERATIONS:
         return OPERATIONS[args.command](console, args)
-    if not args.data.is_file():
-        console.print(f"[red]error:[/] no such file: {args.data}")
+    if not args.data.is_file() and not args.data.is_dir():
+        console.print(f"[red]error:[/] no such file or folder: {args.data}")
         return 2
     if args.spec is not None and not args.spec.is_file():
         console.print(f"[red]error:[/] no such spec file: {args.spec}")

@@ -66,7 +66,7 @@ class CollectResult(_Model):
 
 
 class ProcessResult(_Model):
-    curated_uri: str
+    curated_uri: str  # one Parquet file; a many-part run's prefix holding one per part
     schema_uri: str
     task: Task
     rows: int
@@ -77,6 +77,10 @@ class ProcessResult(_Model):
     notes: list[str] = Field(default_factory=list)
     # a retraining run: its labeled traffic typed by the schema (uri, rows, what was dropped)
     traffic: dict[str, Any] | None = None
+    # a many-part run: how many parts, and the prefix of their documents (one per part: what
+    # was read and curated, the rows per class, the part's mergeable profile)
+    parts: int = 1
+    parts_uri: str | None = None
 
 
 class MetricsResult(_Model):
@@ -104,6 +108,8 @@ class FeaturesResult(_Model):
     candidates: list[Algorithm]
     # a retraining run: the labeled traffic rows added to training, and those left out
     traffic: dict[str, Any] | None = None
+    # the rows learned from: all curated rows, or a seeded stratified sample past the budget
+    sample: dict[str, Any] | None = None
 
 
 class CandidateResult(_Model):

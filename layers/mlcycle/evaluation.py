@@ -162,6 +162,8 @@ def evaluate_models(ctx: RunContext, lake: Lake, registry: Registry) -> Evaluate
         "greater_is_better": primary.greater_is_better,
         "train_rows": feature_uris.train_rows,
         "holdout_rows": len(y_holdout),
+        # all curated rows, or the seeded stratified sample past the training row budget
+        "sample": feature_uris.sample,
         "classes": schema.classes,
         "confidence_level": LEVEL,
         "bootstrap": {"replicates": REPLICATES, "seed": spec.seed},

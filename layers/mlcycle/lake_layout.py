@@ -36,6 +36,22 @@ TRANSIENT_TAG = "mlcycle-transient"
 
 SPEC_SUFFIXES = (".yaml", ".yml", ".json")
 
+# What Spark, Glue and Athena write last into a folder of part files: it starts one run over
+# them (mlcycle.parts).
+MARKER = "_SUCCESS"
+
+
+def is_marker(key: str) -> bool:
+    """A `_SUCCESS` marker in a folder of parts: `landing/<dataset>/<folder>/.../_SUCCESS`."""
+    path = PurePosixPath(key)
+    return path.name == MARKER and len(path.parts) >= 4
+
+
+def is_part(key: str) -> bool:
+    """A file in a folder of parts (it waits for the folder's marker), or a marker outside one."""
+    path = PurePosixPath(key)
+    return (len(path.parts) >= 4 or path.name == MARKER) and not is_marker(key)
+
 
 def spec_keys(dataset: str) -> list[str]:
     """Candidate keys of a dataset's problem spec, in the order they are looked up."""

@@ -82,6 +82,18 @@ def catalog() -> Catalog:
 _running: contextvars.ContextVar[str] = contextvars.ContextVar("mlcycle_actor", default="")
 
 
+# The invoked function's configured memory (Lambda's context says it; locally, the template's).
+_memory_mb: contextvars.ContextVar[int] = contextvars.ContextVar("mlcycle_memory_mb", default=0)
+
+
+def memory_mb() -> int:
+    """The memory of the function running now, in MB (what sizes a stage's row budget)."""
+    memory = _memory_mb.get()
+    if not memory:
+        raise RuntimeError("memory_mb() is only known inside a stage handler")
+    return memory
+
+
 def registry() -> Registry:
     # Stage changes are audited with the function that made them: its role is the identity.
     return Registry(
@@ -113,6 +125,7 @@ def stage_handler(
             parsed = parse(event=event, model=event_model)
             logger.append_keys(stage=stage, run_id=getattr(parsed, "run_id", None))
             _running.set(f"pipeline:{stage} ({context.function_name})")
+            _memory_mb.set(int(context.memory_limit_in_mb))
             result = function(parsed)
             logger.info("stage finished")
             return result.model_dump(mode="json") if isinstance(result, BaseModel) else result

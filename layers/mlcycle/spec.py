@@ -264,6 +264,19 @@ class SearchPolicy(BaseModel):
     )
 
 
+class TrainingPolicy(BaseModel):
+    """How many curated rows feature engineering and training may hold."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_rows: int | None = Field(
+        None,
+        ge=1_000,
+        description="past this many rows, train on a seeded sample stratified by the target; "
+        "default: what the feature engineering function's memory holds",
+    )
+
+
 class GatePolicy(BaseModel):
     """How sure the gate must be that a challenger beats production."""
 
@@ -299,6 +312,7 @@ class ProblemSpec(BaseModel):
     )
     decision: DecisionPolicy = Field(default_factory=DecisionPolicy)
     search: SearchPolicy = Field(default_factory=SearchPolicy)
+    training: TrainingPolicy = Field(default_factory=TrainingPolicy)
     gate: GatePolicy = Field(default_factory=GatePolicy)
     monitoring: MonitoringLimits = Field(default_factory=MonitoringLimits)
     release: ReleasePolicy = Field(default_factory=ReleasePolicy)

@@ -32,15 +32,28 @@ from mlcycle.context import (
     Source,
     required,
 )
-from mlcycle.domain import explore, fairness, features, process, tables, traffic
+from mlcycle.domain import (
+    explore,
+    fairness,
+    features,
+    process,
+    profile_parts,
+    sampling,
+    tables,
+    traffic,
+)
 from mlcycle.domain.metrics import evaluation_contract
 from mlcycle.errors import SpecError
 from mlcycle.lake_index import publish_index
 from mlcycle.lake_layout import (
+    MARKER,
     Zone,
     file_name,
+    is_marker,
+    is_part,
     run_prefix,
     s3_uri,
+    split_uri,
     version_prefix,
 )
 from mlcycle.schema import ResolvedSchema
@@ -50,6 +63,7 @@ from mlcycle.spec_store import find_spec
 
 TARGET_COLUMN = "__target__"  # the target's column in the feature matrices
 TRAFFIC_ROWS = "labeled_traffic_rows.parquet"  # a retraining run's traffic, typed to learn from
+PART_ERRORS = "part-errors/"  # a many-part run's parts that failed on their data, one document each
 
 
 def _dt(ctx: RunContext) -> str:
@@ -193,6 +207,13 @@ def process_data(ctx: RunContext, lake: Lake, catalog: Catalog | None = None) ->
         catalog.register_run(
             problem.dataset, _dt(ctx), ctx.run_id, processed.curated.schema, schema
         )
+    return finish_processing(ctx, lake, result, schema)
+
+
+def finish_processing(
+    ctx: RunContext, lake: Lake, result: ProcessResult, schema: ResolvedSchema
+) -> ProcessResult:
+    """Type a retraining run's labeled traffic by the schema, and keep the stage's notes."""
     if ctx.traffic is not None:
         # A retraining run's labeled traffic, in the schema resolved from the upload: it
         # trains beside the upload's training rows, never in the holdout (which stays the
@@ -202,6 +223,14 @@ def process_data(ctx: RunContext, lake: Lake, catalog: Catalog | None = None) ->
     # What was coerced, dropped or quarantined, kept beside the schema for whoever asks later.
     lake.put_json(run_key(ctx, "processing.json"), result.model_dump(mode="json"))
     return result
+
+
+def part_documents(lake: Lake, processed: ProcessResult) -> list[dict[str, Any]]:
+    """A many-part run's per-part documents, in part order (none for a one-file run)."""
+    if processed.parts_uri is None:
+        return []
+    _, prefix = split_uri(processed.parts_uri)
+    return [lake.get_json(lake.uri(key)) for key in sorted(lake.keys(prefix))]
 
 
 # -- 4. metrics definition -------------------------------------------------------------------
@@ -221,10 +250,16 @@ def define_metrics(ctx: RunContext, lake: Lake) -> MetricsResult:
 
 
 def explore_data(ctx: RunContext, lake: Lake) -> ExploreResult:
+    """Profile the curated rows; a many-part run merges its parts' profiles instead of
+    reading every part."""
     problem = required(ctx.problem, "define_problem")
     schema = run_schema(ctx, lake)
-    frame = lake.get_parquet(required(ctx.process, "process_data").curated_uri)
-    profile = explore.profile(frame, schema)
+    processed = required(ctx.process, "process_data")
+    if processed.parts_uri is not None:
+        partials = [doc["profile"] for doc in part_documents(lake, processed)]
+        profile = profile_parts.merge_profiles(partials, schema)
+    else:
+        profile = explore.profile(lake.get_parquet(processed.curated_uri), schema)
     prefix = run_prefix(Zone.REPORTS, problem.dataset, ctx.run_id)
     html = explore.render_html(profile, title=f"{problem.dataset}: data profile ({ctx.run_id})")
     return ExploreResult(
@@ -241,11 +276,51 @@ def _with_target(matrix: pd.DataFrame, target: pd.Series) -> pd.DataFrame:
     return matrix.assign(**{TARGET_COLUMN: target.to_numpy()})
 
 
-def engineer_features(ctx: RunContext, lake: Lake) -> FeaturesResult:
+def curated_rows(
+    lake: Lake, processed: ProcessResult, schema: ResolvedSchema, *, max_rows: int, seed: int
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """The curated rows to learn from, and what was kept of them: every row up to `max_rows`,
+    past it a seeded sample stratified by the target (classification), drawn one part at a
+    time so memory holds one part and the sample."""
+    stratified = schema.is_classification
+    docs = part_documents(lake, processed)
+    if not docs:  # one file: read it, sample it if it must be
+        frame = lake.get_parquet(processed.curated_uri)
+        plan = sampling.plan_sample(
+            [sampling.strata(frame, schema.target, stratified=stratified)],
+            max_rows,
+            stratified=stratified,
+        )
+        rows = sampling.take(
+            frame, schema.target, plan.quotas[0], seed=seed, part=0, stratified=stratified
+        )
+        return rows, plan.describe(seed, schema.target)
+    plan = sampling.plan_sample([doc["strata"] for doc in docs], max_rows, stratified=stratified)
+    frames = [
+        sampling.take(
+            lake.get_parquet(lake.uri(doc["curated_key"])),
+            schema.target,
+            quota,
+            seed=seed,
+            part=doc["part"],
+            stratified=stratified,
+        )
+        for doc, quota in zip(docs, plan.quotas, strict=True)
+        if sum(quota.values())
+    ]
+    return pd.concat(frames, ignore_index=True), plan.describe(seed, schema.target)
+
+
+def engineer_features(ctx: RunContext, lake: Lake, *, memory_mb: int) -> FeaturesResult:
+    """Split, fit the transformer and write the matrices; past the row budget (the spec's
+    `training.max_rows`, else what `memory_mb` holds) on a stratified sample."""
     problem = required(ctx.problem, "define_problem")
     spec, schema = run_spec(ctx, lake), run_schema(ctx, lake)
     processed = required(ctx.process, "process_data")
-    frame = lake.get_parquet(processed.curated_uri)
+    max_rows = spec.training.max_rows or sampling.row_budget(
+        memory_mb, len(schema.features) + len(schema.sensitive) + 1
+    )
+    frame, sample = curated_rows(lake, processed, schema, max_rows=max_rows, seed=spec.seed)
     extra = lake.get_parquet(processed.traffic["uri"]) if processed.traffic else None
     feature_set = features.engineer(
         frame,
@@ -273,6 +348,7 @@ def engineer_features(ctx: RunContext, lake: Lake) -> FeaturesResult:
         holdout_rows=len(feature_set.holdout),
         candidates=spec.candidates,
         traffic=feature_set.extra,
+        sample=sample,
     )
 
 
@@ -424,12 +500,28 @@ def record_failure(ctx: RunContext, lake: Lake, registry: Registry) -> dict[str,
         dataset = dataset_name(ctx.source.key)
     except SpecError:
         dataset = "unknown"
+    if is_marker(ctx.source.key):  # a many-part run: the parts that failed say why
+        errors = run_prefix(Zone.RUNS, dataset, ctx.run_id) + PART_ERRORS
+        failed = [lake.get_json(lake.uri(key)) for key in lake.keys(errors)]
+        if failed:
+            stage, error_type, message = (failed[0][k] for k in ("stage", "type", "message"))
+            if len(failed) > 1:
+                message += f" (and {len(failed) - 1} more part(s): {lake.uri(errors)})"
     prefix = run_prefix(Zone.QUARANTINE, dataset, ctx.run_id)
     copy_source: dict[str, str] = {"Bucket": ctx.source.bucket, "Key": ctx.source.key}
     if ctx.source.version_id:
         copy_source["VersionId"] = ctx.source.version_id
     quarantined = prefix + file_name(ctx.source.key)
     lake.s3.copy_object(Bucket=lake.bucket, Key=quarantined, CopySource=copy_source)
+    if is_marker(ctx.source.key):  # a many-part upload: its parts are kept beside the marker
+        folder = ctx.source.key[: -len(MARKER)]
+        for key in lake.keys(folder):  # landing/ is a zone of the lake
+            if key != ctx.source.key:
+                lake.s3.copy_object(
+                    Bucket=lake.bucket,
+                    Key=prefix + key[len(folder) :],
+                    CopySource={"Bucket": ctx.source.bucket, "Key": key},
+                )
     error = {"stage": stage, "type": error_type, "message": message}
     lake.put_json(
         prefix + "error.json",
@@ -464,7 +556,17 @@ def execution_name(bucket: str, key: str, version: str | None) -> str:
 def start_run(
     sfn: Any, state_machine_arn: str, bucket: str, key: str, version: str | None, size: int | None
 ) -> dict[str, Any]:
-    """Start the run for one uploaded object version; a repeated event starts nothing new."""
+    """Start the run for one uploaded object version; a repeated event starts nothing new.
+
+    A part file in a folder of parts starts nothing: the folder's `_SUCCESS` marker starts
+    one run over all of them."""
+    if is_part(key):
+        return {
+            "started": False,
+            "ignored": f"{key} waits for a {MARKER} marker in its folder, which starts one "
+            f"run over the folder's parts (a {MARKER} directly under landing/<dataset>/ "
+            "is not read: parts go in a folder of their own)",
+        }
     source = Source(bucket=bucket, key=key, version_id=version, size=size)
     context = RunContext(run_id=execution_name(bucket, key, version), source=source)
     return start_once(sfn, state_machine_arn, context)

@@ -81,7 +81,7 @@ def test_the_workgroup_enforces_encrypted_results_under_their_own_prefix(
     assert rules["expire-query-results"]["Prefix"] == "query-results/"
 
 
-def test_only_process_data_writes_the_catalog_and_only_this_database(
+def test_only_the_processing_stages_write_the_catalog_and_only_this_database(
     template: dict[str, Any],
 ) -> None:
     writes = set(CATALOG_WRITE_ACTIONS) - set(CATALOG_READ_ACTIONS)
@@ -90,24 +90,30 @@ def test_only_process_data_writes_the_catalog_and_only_this_database(
         for logical_id, statements in _glue_statements(template).items()
         if any(set(_as_list(s["Action"])) & writes for s in statements)
     }
-    (writer,) = writers
-    assert writer.startswith("PipelineProcessDataRole")
-    (statement,) = writers[writer]
-    assert statement["Effect"] == "Allow"
-    assert sorted(statement["Action"]) == sorted(CATALOG_WRITE_ACTIONS)
-    assert not any("Delete" in a or "Batch" in a for a in statement["Action"])
-    assert [_arn_tail(r) for r in statement["Resource"]] == [
-        "catalog",
-        f"database/{DATABASE}",
-        f"table/{DATABASE}/*",
+    # one upload's processing, and the merge of a many-part upload's processed parts
+    assert sorted(w.split("Role")[0] for w in writers) == [
+        "PipelineMergeParts",
+        "PipelineProcessData",
     ]
-    # ...and it is told which database.
-    (function,) = [
-        f
-        for f in _of_type(template, "AWS::Lambda::Function").values()
-        if f.get("ImageConfig", {}).get("Command") == [f"functions.{STAGE}.handler.lambda_handler"]
-    ]
-    assert function["Environment"]["Variables"]["GLUE_DATABASE"] == DATABASE
+    for writer, statements in writers.items():
+        (statement,) = statements
+        assert statement["Effect"] == "Allow"
+        assert sorted(statement["Action"]) == sorted(CATALOG_WRITE_ACTIONS)
+        assert not any("Delete" in a or "Batch" in a for a in statement["Action"])
+        assert [_arn_tail(r) for r in statement["Resource"]] == [
+            "catalog",
+            f"database/{DATABASE}",
+            f"table/{DATABASE}/*",
+        ], writer
+    # ...and they are told which database.
+    for stage in (STAGE, "merge_parts"):
+        (function,) = [
+            f
+            for f in _of_type(template, "AWS::Lambda::Function").values()
+            if f.get("ImageConfig", {}).get("Command")
+            == [f"functions.{stage}.handler.lambda_handler"]
+        ]
+        assert function["Environment"]["Variables"]["GLUE_DATABASE"] == DATABASE
 
 
 def test_the_query_policy_reads_the_curated_zone_and_its_results_only(

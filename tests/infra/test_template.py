@@ -60,6 +60,11 @@ def test_one_image_function_per_stage_from_one_image(template: dict[str, Any]) -
         "functions.retrain.handler.lambda_handler",
         "functions.record_failure.handler.lambda_handler",
         "functions.start_run.handler.lambda_handler",
+        # many-part datasets
+        "functions.plan_parts.handler.lambda_handler",
+        "functions.collect_part.handler.lambda_handler",
+        "functions.process_part.handler.lambda_handler",
+        "functions.merge_parts.handler.lambda_handler",
         # batch scoring (infra/scoring.py)
         "functions.start_scoring.handler.lambda_handler",
         "functions.plan_scoring.handler.lambda_handler",
@@ -92,6 +97,16 @@ def test_the_state_machine_chains_the_stages_in_lifecycle_order(definition: dict
             processor = state["ItemProcessor"]
             order.append(processor["States"][processor["StartAt"]]["Resource"])
             assert state["ItemsPath"] == "$.features.candidates"
+        elif state["Type"] == "Choice" and name == "Many parts?":
+            (parts,) = state["Choices"]
+            assert parts == {
+                "Variable": "$.source.key",
+                "StringMatches": "*/_SUCCESS",
+                "Next": parts["Next"],
+            }
+            many_parts = parts["Next"]
+            name = state["Default"]
+            continue
         elif state["Type"] == "Choice":  # approval required? (tests/infra/test_approval.py)
             assert state["Choices"][0]["Variable"] == "$.registration.approval"
             name = state["Default"]
@@ -99,9 +114,30 @@ def test_the_state_machine_chains_the_stages_in_lifecycle_order(definition: dict
         else:
             order.append(state["Resource"])
         name = state["Next"]
-        if states[name]["Type"] == "Choice" and name != "Approval required?":
+        if states[name]["Type"] == "Choice" and name not in ("Approval required?", "Many parts?"):
             break
     assert order == STAGES
+    # A many-part upload: plan, one child execution per part (collect, then process), merge,
+    # then on as for one file.
+    plan = states[many_parts]
+    assert (plan["Resource"], plan["ResultPath"]) == ("plan_parts", "$.plan")
+    per_part = states[plan["Next"]]
+    assert per_part["ItemProcessor"]["ProcessorConfig"] == {
+        "Mode": "DISTRIBUTED",
+        "ExecutionType": "STANDARD",
+    }
+    assert per_part["ItemReader"]["Resource"] == "arn:aws:states:::s3:getObject"
+    assert per_part["ItemReader"]["ReaderConfig"] == {"InputType": "JSON"}
+    assert per_part["MaxConcurrency"] > 1
+    children = per_part["ItemProcessor"]["States"]
+    first = children[per_part["ItemProcessor"]["StartAt"]]
+    assert [first["Resource"], children[first["Next"]]["Resource"]] == [
+        "collect_part",
+        "process_part",
+    ]
+    merge = states[per_part["Next"]]
+    assert (merge["Resource"], merge["ResultPath"]) == ("merge_parts", "$")
+    assert states[merge["Next"]]["Resource"] == "define_metrics"
     # The release either ends, or loops: bake (a Wait), judge, and ask again.
     choice = states[name]
     assert states[choice["Default"]]["Type"] == "Succeed"

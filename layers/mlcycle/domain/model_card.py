@@ -230,6 +230,7 @@ def _observations(
         f"{entry.get('primary_metric')}.",
         f"Trained on {fmt_count(evaluation.get('train_rows'))} rows, judged on "
         f"{fmt_count(evaluation.get('holdout_rows'))} held-out rows.",
+        *sample_sentence(evaluation.get("sample")),
         f"{len(schema.features)} features ("
         + ", ".join(f"{n} {k}" for k, n in kinds.items())
         + f"); {len(schema.excluded)} column{'' if len(schema.excluded) == 1 else 's'} excluded.",
@@ -240,6 +241,21 @@ def _observations(
             f"{'' if search['trials'] == 1 else 's'} in {fmt_number(search.get('seconds'))} s."
         )
     return " ".join(parts)
+
+
+def sample_sentence(sample: Mapping[str, Any] | None) -> list[str]:
+    """What the report and the card say when the rows learned from were a sample."""
+    if not sample or not sample.get("sampled"):
+        return []
+    by = sample.get("stratified_by")
+    return [
+        f"Training and holdout rows are a seeded sample (seed {sample.get('seed')}"
+        + (f", stratified by {by}" if by else "")
+        + f") of {fmt_count(sample.get('rows_used'))} of the "
+        f"{fmt_count(sample.get('rows_available'))} curated rows"
+        + (f" in {sample['parts']} parts" if (sample.get("parts") or 1) > 1 else "")
+        + f": past the training row budget of {fmt_count(sample.get('max_rows'))}."
+    ]
 
 
 def _factors(spec: ProblemSpec, schema: ResolvedSchema, evaluation: Mapping[str, Any]) -> str:

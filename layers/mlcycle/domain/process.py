@@ -105,13 +105,23 @@ def clean(df: pd.DataFrame, schema: ResolvedSchema) -> CleanResult:
     )
 
 
-def curate(table: pa.Table, spec: ProblemSpec) -> Curated:
-    """The whole stage on an Arrow table: `resolve_schema`, then `clean`, in one pass."""
+def curate(
+    table: pa.Table,
+    spec: ProblemSpec,
+    *,
+    schema: ResolvedSchema | None = None,
+    min_rows: int = MIN_ROWS,
+) -> Curated:
+    """The whole stage on an Arrow table: `resolve_schema`, then `clean`, in one pass.
+
+    With `schema` (one part of a many-part dataset, whose schema was resolved once on a sample
+    of the parts) the rows are cleaned to it instead; `min_rows` is then the part's minimum.
+    """
     frame = _Frame(table)
     pool = ThreadPoolExecutor(THREADS, thread_name_prefix="curate")
     try:
-        schema = _resolve(frame, spec, pool)
-        done = _clean(frame, schema, pool)
+        schema = schema or _resolve(frame, spec, pool)
+        done = _clean(frame, schema, pool, min_rows=min_rows)
     finally:
         pool.shutdown(cancel_futures=True)
     rows = done.bad if done.keep is None else done.keep & done.bad
@@ -701,7 +711,9 @@ class _Cleaned:
     coerced: dict[str, int]
 
 
-def _clean(frame: _Frame, schema: ResolvedSchema, pool: Executor | None = None) -> _Cleaned:
+def _clean(
+    frame: _Frame, schema: ResolvedSchema, pool: Executor | None = None, *, min_rows: int = MIN_ROWS
+) -> _Cleaned:
     # the sensitive columns are curated too (typed like features), so they can be evaluated
     kinds = {**schema.features, **schema.sensitive}
     needed = [*kinds, schema.target]
@@ -764,9 +776,9 @@ def _clean(frame: _Frame, schema: ResolvedSchema, pool: Executor | None = None) 
         parts = ", ".join(f"{why} ({n})" for why, n in reason_counts.items())
         after = f" (after dropping {duplicates} duplicates)" if duplicates else ""
         raise BadInputError(f"no usable rows: all {rows} rows{after} were rejected: {parts}")
-    if good_rows < MIN_ROWS:
+    if good_rows < min_rows:
         raise BadInputError(
-            f"only {good_rows} usable rows; at least {MIN_ROWS} are needed to train and evaluate"
+            f"only {good_rows} usable rows; at least {min_rows} are needed to train and evaluate"
         )
     return _Cleaned(table, keep, bad, reasons.tolist(), notes, rows_in, duplicates, coerced)
 

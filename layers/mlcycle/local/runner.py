@@ -9,7 +9,7 @@ import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -23,7 +23,7 @@ from threadpoolctl import threadpool_limits
 from mlcycle.adapters.lake import Lake
 from mlcycle.adapters.registry import Registry
 from mlcycle.lake_index import listing
-from mlcycle.lake_layout import Zone
+from mlcycle.lake_layout import MARKER, Zone, is_marker
 from mlcycle.local import atomic_writes, lambda_seam
 from mlcycle.local.assembly import ensure_assembly, load_template, project_root
 from mlcycle.local.deployment import LocalDeployment, deploy
@@ -38,6 +38,7 @@ INDEX_FILE = "index.html"
 # judge_canary runs only when a release goes through a canary, request_approval only when
 # the spec asks for approval
 OPTIONAL_STAGES = {"judge_canary", "request_approval"}
+PARTS_STAGES = ("plan_parts", "merge_parts")  # and the Map between: collect_part+process_part
 WAITING = "WAITING_FOR_APPROVAL"
 # A canary bakes this long in local runs unless the spec or --bake-seconds says otherwise.
 LOCAL_RELEASE = {"bake_seconds": 2, "max_waits": 1}
@@ -123,11 +124,7 @@ def run_local(
             Key=f"{Zone.SPECS.prefix}{dataset}.yaml",
             Body=spec_text.encode(),
         )
-        s3.put_object(
-            Bucket=aws.deployment.lake_bucket,
-            Key=f"{Zone.LANDING.prefix}{data.name}",
-            Body=data.read_bytes(),
-        )
+        upload(s3, aws.deployment.lake_bucket, data, dataset)
         on_approval = None
         if approve is not None:
             from mlcycle.local.approvals import answer_with  # it builds on this module
@@ -146,6 +143,24 @@ def run_local(
             on_approval=on_approval,
         )
     return write_outcome(outcome, out_dir)
+
+
+def upload(s3: Any, bucket: str, data: Path, dataset: str) -> list[str]:
+    """Upload a file to landing/, or a folder's files as the parts of one dataset (in a folder
+    of their own under landing/<dataset>/, then the `_SUCCESS` marker that starts the run)."""
+    if not data.is_dir():
+        key = f"{Zone.LANDING.prefix}{data.name}"
+        s3.put_object(Bucket=bucket, Key=key, Body=data.read_bytes())
+        return [key]
+    files = sorted(p for p in data.iterdir() if p.is_file() and not p.name.startswith(("_", ".")))
+    if not files:
+        raise ValueError(f"{data} holds no part files (names starting with _ or . are skipped)")
+    folder = f"{Zone.LANDING.prefix}{dataset}/{datetime.now(UTC):%Y%m%dT%H%M%S}/"
+    keys = [folder + p.name for p in files]
+    for key, path in zip(keys, files, strict=True):
+        s3.put_object(Bucket=bucket, Key=key, Body=path.read_bytes())
+    s3.put_object(Bucket=bucket, Key=folder + MARKER, Body=b"")
+    return [*keys, folder + MARKER]
 
 
 @dataclass
@@ -279,8 +294,7 @@ def deliver_events(deployment: LocalDeployment, session: boto3.Session) -> list[
     sqs, lam = session.client("sqs"), session.client("lambda")
     started: list[str] = []
     for rule in deployment.rules:
-        messages = sqs.receive_message(QueueUrl=rule.tap_queue_url, MaxNumberOfMessages=10)
-        for message in messages.get("Messages", []):
+        for message in _messages(sqs, rule.tap_queue_url):
             for target in rule.lambda_targets:
                 response = lam.invoke(FunctionName=target, Payload=message["Body"].encode())
                 result = json.loads(response["Payload"].read())
@@ -293,6 +307,14 @@ def deliver_events(deployment: LocalDeployment, session: boto3.Session) -> list[
     return started
 
 
+def _messages(sqs: Any, queue_url: str) -> Iterator[dict[str, Any]]:
+    """Every message in the queue (a folder of parts is more events than one receive holds)."""
+    while messages := sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get(
+        "Messages"
+    ):
+        yield from messages
+
+
 def _state_stages(definition: dict[str, Any], deployment: LocalDeployment) -> dict[str, str]:
     """State name -> lifecycle stage (the handler folder of the function it invokes)."""
     by_arn = {function.arn: function.stage for function in deployment.functions.values()}
@@ -302,10 +324,10 @@ def _state_stages(definition: dict[str, Any], deployment: LocalDeployment) -> di
         function = (state.get("Parameters") or {}).get("FunctionName", state.get("Resource"))
         if state["Type"] == "Task" and function in by_arn:
             mapping[name] = by_arn[function]
-        elif state["Type"] == "Map":
+        elif state["Type"] == "Map":  # its children's stages, as one (the parts: collect, process)
             inner = _state_stages(state["ItemProcessor"], deployment)
             if inner:
-                mapping[name] = next(iter(inner.values()))
+                mapping[name] = "+".join(inner.values())
     return mapping
 
 
@@ -333,10 +355,12 @@ def follow_execution(
         sfn.describe_state_machine(stateMachineArn=deployment.state_machine_arn)["definition"]
     )
     stage_of = _state_stages(definition, deployment)
-    pipeline = [stage for stage in stage_of.values() if stage != "record_failure"]
-    if "request_approval" in pipeline:  # the definition lists it after the release it precedes
-        pipeline.remove("request_approval")
-        pipeline.insert(pipeline.index("release_model"), "request_approval")
+    pipeline = _stage_order(
+        [stage for stage in stage_of.values() if stage != "record_failure"],
+        many_parts=is_marker(
+            json.loads(sfn.describe_execution(executionArn=execution_arn)["input"])["source"]["key"]
+        ),
+    )
     entered: dict[str, datetime] = {}
     finished: dict[str, StageOutcome] = {}
     seen = 0  # the history only grows: each poll handles the events it has not seen
@@ -389,6 +413,23 @@ def follow_execution(
         elif stage not in OPTIONAL_STAGES:
             outcome.stages.append(StageOutcome(stage, "NOT_RUN"))
     return outcome
+
+
+def _stage_order(stages: list[str], *, many_parts: bool) -> list[str]:
+    """The stages of the path this run takes, in lifecycle order (the definition lists them
+    in its own order: the approval after the release it precedes, the parts path late)."""
+    parts = [s for s in stages if s in PARTS_STAGES or "+" in s]
+    one_file = ["collect_data", "process_data"]
+    order = [s for s in stages if s not in parts and s != "request_approval"]
+    at = order.index(one_file[0])
+    order[at : at + len(one_file)] = sorted(parts, key=_parts_rank) if many_parts else one_file
+    if "request_approval" in stages:
+        order.insert(order.index("release_model"), "request_approval")
+    return order
+
+
+def _parts_rank(stage: str) -> int:
+    return 1 if "+" in stage else PARTS_STAGES.index(stage) * 2
 
 
 def _open_request(

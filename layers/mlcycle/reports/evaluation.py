@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
+from mlcycle.domain.model_card import sample_sentence
 from mlcycle.reports import figures as f
 from mlcycle.reports.explanations import explanations_context
 from mlcycle.reports.fairness import fairness_context
@@ -35,6 +36,7 @@ def evaluation_context(doc: Json) -> Json:
         "title": f"{doc['dataset']}: model evaluation",
         "doc": doc,
         "cards": _cards(doc),
+        "sample": " ".join(sample_sentence(doc.get("sample"))),
         "gate": _gate(doc),
         "candidates": _candidates(doc),
         "decision": _decision(doc) if task == "binary" else None,
