@@ -18,6 +18,7 @@ from functions.request_approval.handler import ApprovalRequest
 from functions.retrain.handler import AlarmStateChange
 from mlcycle.batch_scoring import FinishEvent, ScorePartEvent
 from mlcycle.context import RunContext, TrainEvent
+from mlcycle.parts import PartEvent
 from tests.conftest import ROOT
 
 MODELS: dict[str, type[BaseModel]] = {
@@ -30,6 +31,8 @@ MODELS: dict[str, type[BaseModel]] = {
     "start_scoring": S3EventNotificationEventBridgeModel,
     "score_part": ScorePartEvent,
     "finish_scoring": FinishEvent,
+    "collect_part": PartEvent,
+    "process_part": PartEvent,
 }
 EVENTS = sorted((ROOT / "events").glob("*/*.json"))
 
