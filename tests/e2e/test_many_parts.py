@@ -29,22 +29,26 @@ SPEC = {
 }
 
 
+PARTS = 20
+
+
 def _parts(folder: Path) -> pd.DataFrame:
-    """Five parts as an export would write them (CSV, gzip CSV, Parquet), plus Spark's
+    """Twenty parts as an export would write them (CSV, gzip CSV, Parquet), plus Spark's
     metadata files, which are not data; one part has rows without a target."""
     folder.mkdir()
     frame = customer_churn(6_000, seed=11)
-    pieces = [frame.iloc[i : i + n] for i, n in ((0, 1_500), (1_500, 1_500), (3_000, 1_000))]
-    pieces += [frame.iloc[4_000:5_200], frame.iloc[5_200:]]
-    pieces[0].to_csv(folder / "part-00000.csv", index=False)
-    broken = pieces[1].copy()
-    broken.loc[broken.index[:7], "churned"] = None  # 7 rows go to quarantine
-    broken.to_csv(folder / "part-00001.csv", index=False)
-    (folder / "part-00002.csv.gz").write_bytes(
-        gzip.compress(pieces[2].to_csv(index=False).encode())
-    )
-    pieces[3].to_parquet(folder / "part-00003.parquet", index=False)
-    pieces[4].to_csv(folder / "part-00004.csv", index=False)
+    pieces = [frame.iloc[i * 300 : (i + 1) * 300].copy() for i in range(PARTS)]
+    pieces[1].loc[pieces[1].index[:7], "churned"] = None  # 7 rows go to quarantine
+    for part, piece in enumerate(pieces):
+        name = folder / f"part-{part:05d}"
+        if part == 2:
+            name.with_suffix(".csv.gz").write_bytes(
+                gzip.compress(piece.to_csv(index=False).encode())
+            )
+        elif part == 3:
+            piece.to_parquet(name.with_suffix(".parquet"), index=False)
+        else:
+            piece.to_csv(name.with_suffix(".csv"), index=False)
     (folder / "_committed_1234").write_text("{}")
     (folder / ".part-00000.csv.crc").write_bytes(b"\x00")
     return frame
@@ -77,24 +81,20 @@ def test_a_folder_of_parts_runs_once_and_trains_on_a_stratified_sample(
     ]
     lake = out / "lake"
     runs = lake / "runs" / "dataset=churn-parts"
-    (run,) = runs.iterdir()  # five parts, metadata and a marker started one run
+    (run,) = runs.iterdir()  # twenty parts, metadata and a marker started one run
 
     # each part was collected unchanged and curated on its own
     raw = sorted(
         p.name for p in _only(list((lake / "raw/dataset=churn-parts").iterdir())).glob("*/*")
     )
-    assert raw == [
-        "part-00000.csv",
-        "part-00001.csv",
-        "part-00002.csv.gz",
-        "part-00003.parquet",
-        "part-00004.csv",
-    ]
+    assert raw == sorted(
+        f"part-{part:05d}" + {2: ".csv.gz", 3: ".parquet"}.get(part, ".csv") for part in range(20)
+    )
     curated_dir = _only(list((lake / "curated/dataset=churn-parts").glob("dt=*/run=*")))
     curated = [pq.read_table(p).to_pandas() for p in sorted(curated_dir.glob("part-*.parquet"))]
-    assert [len(c) for c in curated] == [1_500, 1_493, 1_000, 1_200, 800]
+    assert [len(c) for c in curated] == [300, 293] + [300] * 18
     processing = json.loads((run / "processing.json").read_text())
-    assert (processing["rows"], processing["rejected_rows"], processing["parts"]) == (5_993, 7, 5)
+    assert (processing["rows"], processing["rejected_rows"], processing["parts"]) == (5_993, 7, 20)
     rejected = pq.read_table(
         lake / f"quarantine/dataset=churn-parts/{run.name}/rejected_rows-part-00001.parquet"
     ).to_pandas()
@@ -109,7 +109,7 @@ def test_a_folder_of_parts_runs_once_and_trains_on_a_stratified_sample(
         _only(list(lake.glob("reports/dataset=churn-parts/*/profile.json"))).read_text()
     )
     assert profile["n_rows"] == 5_993
-    assert profile["parts"] == 5
+    assert profile["parts"] == 20
     kept = pd.concat(curated, ignore_index=True)
     counts = {c["label"]: c["count"] for c in profile["target"]["classes"]}
     assert counts == kept["churned"].value_counts().to_dict()
@@ -123,7 +123,7 @@ def test_a_folder_of_parts_runs_once_and_trains_on_a_stratified_sample(
     )
     sample = evaluation["sample"]
     assert sample["sampled"] is True
-    assert (sample["rows_available"], sample["rows_used"], sample["parts"]) == (5_993, 3_000, 5)
+    assert (sample["rows_available"], sample["rows_used"], sample["parts"]) == (5_993, 3_000, 20)
     assert sample["stratified_by"] == "churned"
     assert evaluation["train_rows"] + evaluation["holdout_rows"] == 3_000
     share = kept["churned"].eq("yes").mean()
@@ -137,7 +137,7 @@ def test_a_folder_of_parts_runs_once_and_trains_on_a_stratified_sample(
     assert (found["_merge"] == "both").all()  # ...from the curated rows
     sentence = (
         "seeded sample (seed 42, stratified by churned) of 3,000 of the 5,993 curated rows "
-        "in 5 parts"
+        "in 20 parts"
     )
     report = _only(list(lake.glob("reports/dataset=churn-parts/*/evaluation.html"))).read_text()
     card = _only(list(lake.glob("reports/dataset=churn-parts/*/model_card.html"))).read_text()
