@@ -38,7 +38,7 @@ MONITOR_ACCESS = Access(
 RETRAIN_ACCESS = Access(
     reads=(Zone.LANDING, Zone.SPECS, Zone.CAPTURE, Zone.LABELS),
     writes=(Zone.RAW,),
-    lists=(Zone.SPECS, Zone.CAPTURE, Zone.LABELS),
+    lists=(Zone.SPECS, Zone.CAPTURE, Zone.LABELS, Zone.LANDING),  # a folder of parts
     table="write",
 )
 

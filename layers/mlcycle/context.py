@@ -63,6 +63,8 @@ class CollectResult(_Model):
     rows: int
     format: str
     notes: list[str] = Field(default_factory=list)
+    # a many-part run: its folder's parts by name, size and ETag (mlcycle.parts.fingerprint)
+    parts_fingerprint: str | None = None
 
 
 class ProcessResult(_Model):

@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
+import json
 import math
 from collections.abc import Iterator
 from typing import Any
@@ -61,6 +62,7 @@ class PartItem(_Model):
     key: str
     version_id: str | None = None
     size: int
+    etag: str | None = None  # with the key and size, the part's fingerprint (list_parts)
 
 
 class PartsPlan(_Model):
@@ -99,6 +101,30 @@ class MergeEvent(RunContext):
     plan: PartsPlan
 
 
+def list_parts(s3: Any, bucket: str, prefix: str) -> list[PartItem]:
+    """The data files of a folder of parts, in key order."""
+    items: list[PartItem] = []
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        for obj in page.get("Contents", []):
+            if _is_data(obj["Key"], prefix):
+                items.append(
+                    PartItem(
+                        part=len(items),
+                        key=obj["Key"],
+                        size=obj["Size"],
+                        etag=obj.get("ETag", "").strip('"') or None,
+                    )
+                )
+    return items
+
+
+def fingerprint(parts: list[PartItem]) -> str:
+    """What identifies a folder's content without reading it: a digest of each part's name,
+    size and ETag (a retrain asks whether the folder changed since production's training)."""
+    listed = sorted((file_name(p.key), p.size, p.etag) for p in parts)
+    return hashlib.sha256(json.dumps(listed).encode()).hexdigest()
+
+
 def _is_data(key: str, prefix: str) -> bool:
     """Hadoop's convention: names starting with `_` or `.` are metadata (`_SUCCESS`,
     `_committed_*`, `.crc`), not data; nested folders are not parts of this one."""
@@ -114,13 +140,7 @@ def plan_parts(ctx: RunContext, lake: Lake) -> PartsPlan:
     problem = required(ctx.problem, "define_problem")
     source = ctx.source
     prefix = source.key[: -len(MARKER)]
-    items: list[PartItem] = []
-    for page in lake.s3.get_paginator("list_objects_v2").paginate(
-        Bucket=source.bucket, Prefix=prefix
-    ):
-        for obj in page.get("Contents", []):
-            if _is_data(obj["Key"], prefix):
-                items.append(PartItem(part=len(items), key=obj["Key"], size=obj["Size"]))
+    items = list_parts(lake.s3, source.bucket, prefix)
     if not items:
         raise BadInputError(
             f"{source.key}: no part files beside the marker (names starting with _ or . are "
@@ -319,6 +339,7 @@ def merge_parts(event: MergeEvent, lake: Lake, catalog: Catalog | None = None) -
         rows=lineage["rows"],
         format=lineage["format"],
         notes=lineage["notes"],
+        parts_fingerprint=fingerprint([PartItem.model_validate(d["source"]) for d in docs]),
     )
     notes = [f"{plan.parts} parts, processed in parallel; duplicates dropped within each part"]
     if duplicates:

@@ -20,7 +20,8 @@ from mlcycle.adapters.registry import Registry, now_iso
 from mlcycle.context import RunContext, Source, TrafficSource
 from mlcycle.domain.traffic import TIME_COLUMN, LabeledTraffic, join_labels, split_recent
 from mlcycle.errors import MlcycleError
-from mlcycle.lake_layout import Zone, run_prefix
+from mlcycle.lake_layout import MARKER, Zone, is_marker, run_prefix
+from mlcycle.parts import fingerprint, list_parts
 from mlcycle.spec import RetrainingPolicy
 from mlcycle.spec_store import find_spec
 
@@ -112,11 +113,15 @@ def _new_upload(lake: Lake, source: Source, production: dict[str, Any] | None) -
     SHA-256, streamed; version ids and ETags do not survive copies of the lake)."""
     if production is None:
         return True
+    lineage = production.get("lineage") or {}
+    if is_marker(source.key):  # a folder of parts: hashing them all is the whole dataset
+        listed = list_parts(lake.s3, source.bucket, source.key[: -len(MARKER)])
+        return fingerprint(listed) != lineage.get("parts_fingerprint")
     body = lake.s3.get_object(Bucket=source.bucket, Key=source.key)["Body"]
     digest = hashlib.sha256()
     for chunk in body.iter_chunks(1 << 20):
         digest.update(chunk)
-    return digest.hexdigest() != (production.get("lineage") or {}).get("sha256")
+    return digest.hexdigest() != lineage.get("sha256")
 
 
 def _upload_era(

@@ -408,6 +408,7 @@ def register_model(
         "lineage": {
             "source": ctx.source.model_dump(),
             "sha256": collected.sha256,
+            "parts_fingerprint": collected.parts_fingerprint,
             "raw_uri": collected.raw_uri,
             "raw_version_id": collected.raw_version_id,
             "code_version": code_version,

@@ -17,6 +17,7 @@ import yaml
 from mlcycle.adapters.lake import Lake
 from mlcycle.adapters.registry import Registry
 from mlcycle.context import RunContext
+from mlcycle.parts import fingerprint, list_parts
 from mlcycle.retraining import retrain_on_alarm
 
 UPLOAD = b"x,plan,churned\n1,basic,no\n2,pro,yes\n"
@@ -162,3 +163,43 @@ def test_a_new_upload_retrains_even_without_labels(
     result = _retrain(world, lake, registry)
     assert result["started"] is True
     assert result["traffic_rows"] == 0
+
+
+def test_a_folder_of_parts_is_new_only_when_its_parts_changed(
+    world: dict[str, Any], lake: Lake, registry: Registry
+) -> None:
+    folder = "landing/churn/2026-12-01/"
+    for name in ("part-00000.csv", "part-00001.csv"):
+        lake.s3.put_object(Bucket="lake", Key=folder + name, Body=UPLOAD)
+    lake.s3.put_object(Bucket="lake", Key=folder + "_SUCCESS", Body=b"")
+    source = {"bucket": "lake", "key": folder + "_SUCCESS"}
+    trained = datetime.now(UTC) - timedelta(hours=1)
+    registry.put_run(
+        "churn",
+        "run-2",
+        {
+            "status": "SUCCEEDED",
+            "started_at": (trained - timedelta(minutes=5)).isoformat(),
+            "finished_at": trained.isoformat(),
+            "source": source,
+        },
+    )
+    registry.register(
+        "churn",
+        {
+            "stage": "production",
+            "created_at": trained.isoformat(timespec="seconds"),
+            "lineage": {
+                "source": source,
+                "parts_fingerprint": fingerprint(list_parts(lake.s3, "lake", folder)),
+            },
+        },
+    )
+    registry.set_release("churn", production_version=2, expected_production=1)
+    skipped = _retrain(world, lake, registry)
+    assert skipped["skipped"] is True
+    assert "the same upload" in skipped["reason"]
+    # the same names, one part's content changed: its ETag says so
+    lake.s3.put_object(Bucket="lake", Key=folder + "part-00001.csv", Body=UPLOAD + b"3,pro,no\n")
+    started = _retrain(world, lake, registry)
+    assert started["started"] is True
