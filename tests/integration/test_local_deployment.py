@@ -26,6 +26,11 @@ PIPELINE_STAGES = {
     "request_approval",
     "monitor",
     "retrain",
+    # many-part datasets
+    "plan_parts",
+    "collect_part",
+    "process_part",
+    "merge_parts",
     # batch scoring
     "start_scoring",
     "plan_scoring",
