@@ -9,13 +9,16 @@ The model is bench/endpoint.py's (customer-churn, imputer + scaler, one-hot, a r
 
 Each side runs in a fresh process, as each step is its own Lambda:
 - baseline: pandas.read_csv, the pandas conversions an sklearn scorer needs, predict_proba;
-- plan: what `plan_scoring` does (read_upload of the CSV, Parquet chunks written);
+- plan: what `plan_scoring` does once the upload is on local disk (`domain.upload_stream`:
+  the CSV streamed, each 200k-row chunk written as zstd Parquet as it is read);
 - score: what each Distributed Map child does, chunk after chunk in one process (a warm
   container): read the chunk's Parquet, `domain.scoring.score_chunk` (inputs built from Arrow
-  columns, onnxruntime with one thread, the threshold's labels), the predictions Parquet written.
+  columns, onnxruntime with one thread, the threshold's labels, request ids), the chunk's
+  capture sample (`domain.batch_capture`, 10,000 rows a run) and the predictions Parquet
+  written.
 Rows per second and peak resident memory (VmHWM: imports and the interpreter count, as against
-the function's memory) per process; baseline and scoring alternate `--repeats` times and the
-fastest of each is compared (the machine is shared).
+the function's memory) per process; plan, baseline and scoring alternate `--repeats` times and
+the medians are compared (the machine is shared).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -76,23 +80,27 @@ def phase_baseline(work: Path, rows: int, chunk_rows: int) -> dict[str, Any]:
 def phase_plan(work: Path, rows: int, chunk_rows: int) -> dict[str, Any]:
     import pyarrow.parquet as pq
 
-    from mlcycle.domain.tables import read_upload
+    from mlcycle.domain.upload_stream import open_upload
 
     started = time.perf_counter()
-    data = (work / "upload.csv").read_bytes()
-    table = read_upload(data, "upload.csv", dictionary_encode=True).table
-    del data
-    for part, offset in enumerate(range(0, table.num_rows, chunk_rows)):
+    upload = open_upload(work / "upload.csv", "upload.csv", chunk_rows=chunk_rows)
+    parts = 0
+    for offset, table in upload.chunks():
         buffer = io.BytesIO()
-        pq.write_table(table.slice(offset, chunk_rows), buffer, compression="zstd")
-        (work / f"chunk-{part:05d}.parquet").write_bytes(buffer.getvalue())
-    return {"seconds": time.perf_counter() - started, "parts": part + 1}
+        pq.write_table(table, buffer, compression="zstd")
+        (work / f"chunk-{offset // chunk_rows:05d}.parquet").write_bytes(buffer.getvalue())
+        parts += 1
+    return {"seconds": time.perf_counter() - started, "parts": parts}
 
 
 def phase_score(work: Path, rows: int, chunk_rows: int) -> dict[str, Any]:
+    from datetime import UTC, datetime
+
+    import pyarrow as pa
+    import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    from mlcycle.domain import scoring
+    from mlcycle.domain import batch_capture, scoring
     from mlcycle.serving.model import load_model, parse_manifest
 
     started = time.perf_counter()
@@ -100,25 +108,51 @@ def phase_score(work: Path, rows: int, chunk_rows: int) -> dict[str, Any]:
         (work / "manifest.json").read_bytes(), name="customer-churn", version=1
     )
     model = load_model(manifest, (work / "model.onnx").read_bytes(), threads=1)
-    scored = quarantined = 0
-    onnx_seconds = 0.0
+    scored = quarantined = captured = 0
+    onnx_seconds = capture_seconds = 0.0
     first_row = 1
-    for path in sorted(work.glob("chunk-*.parquet")):
+    at = datetime.now(UTC)
+    for part, path in enumerate(sorted(work.glob("chunk-*.parquet"))):
         table = pq.read_table(io.BytesIO(path.read_bytes()))
         t = time.perf_counter()
-        chunk = scoring.score_chunk(model, table, first_row=first_row)
+        chunk = scoring.score_chunk(model, table, first_row=first_row, run_id="bench")
         onnx_seconds += time.perf_counter() - t
+        # what score_part adds: the chunk's share of the run's capture sample
+        t = time.perf_counter()
+        quota = batch_capture.capture_quota(
+            first_row - 1, table.num_rows, rows, batch_capture.DEFAULT_CAPTURE_ROWS
+        )
+        mask = batch_capture.capture_mask(
+            chunk.predictions.num_rows, quota, run_id="bench", part=part
+        )
+        predictions = chunk.predictions.append_column("captured", pa.array(mask))
+        picked = predictions.filter(pa.array(mask))
+        positions = pc.subtract(picked.column("row"), pa.scalar(first_row))
+        records = batch_capture.capture_records(
+            table.take(positions),
+            picked,
+            manifest,
+            at=at,
+            run_id="bench",
+            sample_rate=min(batch_capture.DEFAULT_CAPTURE_ROWS, rows) / rows,
+        )
+        capture = work / path.name.replace("chunk", "capture").replace(".parquet", ".jsonl.gz")
+        capture.write_bytes(batch_capture.encode(records))
+        capture_seconds += time.perf_counter() - t
         buffer = io.BytesIO()
-        pq.write_table(chunk.predictions, buffer, compression="zstd")
+        pq.write_table(predictions, buffer, compression="zstd")
         (work / path.name.replace("chunk", "part")).write_bytes(buffer.getvalue())
         scored += chunk.predictions.num_rows
         quarantined += chunk.quarantine.num_rows
+        captured += len(records)
         first_row += table.num_rows
     assert scored + quarantined == rows
     return {
         "seconds": time.perf_counter() - started,
         "score_seconds": onnx_seconds,
+        "capture_seconds": capture_seconds,
         "scored": scored,
+        "captured": captured,
     }
 
 
@@ -172,35 +206,33 @@ def main() -> None:
         print(f"generating {args.rows:,} rows and training the forest", flush=True)
         prepared = _run("prepare", work, args.rows, args.chunk_rows)
         print(f"  upload.csv: {prepared['csv_mb']} MB", flush=True)
-        plan = _run("plan", work, args.rows, args.chunk_rows)
-        # alternated, the fastest of each: the machine is shared, and load hits both alike
-        baselines, scores = [], []
+        # alternated: the machine is shared, and load hits every side alike
+        plans, baselines, scores = [], [], []
         for _ in range(args.repeats):
+            plans.append(_run("plan", work, args.rows, args.chunk_rows))
             baselines.append(_run("baseline", work, args.rows, args.chunk_rows))
             scores.append(_run("score", work, args.rows, args.chunk_rows))
-        baseline = min(baselines, key=lambda r: r["seconds"])
-        score = min(scores, key=lambda r: r["seconds"])
-        print(
-            "  runs (s): scikit-learn "
-            + ", ".join(f"{r['seconds']:.2f}" for r in baselines)
-            + "; mlcycle score "
-            + ", ".join(f"{r['seconds']:.2f}" for r in scores)
-        )
+        for name, runs in (("plan", plans), ("scikit-learn", baselines), ("score", scores)):
+            print(f"  {name} runs (s): " + ", ".join(f"{r['seconds']:.2f}" for r in runs))
+    plan, baseline, score = _median(plans), _median(baselines), _median(scores)
     rows = args.rows
     mlcycle_seconds = plan["seconds"] + score["seconds"]
-    print(f"rows: {rows:,}, chunk rows: {args.chunk_rows:,}, parts: {plan['parts']}")
+    print(f"rows: {rows:,}, chunk rows: {args.chunk_rows:,}, parts: {plans[0]['parts']}")
+    print(f"medians of {args.repeats} runs each")
     print(
         f"scikit-learn (pandas read_csv + predict_proba): {baseline['seconds']:.2f} s "
         f"({rows / baseline['seconds']:,.0f} rows/s; read {baseline['read_seconds']:.2f} s, "
-        f"predict {baseline['predict_seconds']:.2f} s), peak {baseline['peak_mb']} MB"
+        f"predict {baseline['predict_seconds']:.2f} s), peak {baseline['peak_mb']:.0f} MB"
     )
     print(
-        f"mlcycle plan (read_upload + Parquet chunks): {plan['seconds']:.2f} s, "
-        f"peak {plan['peak_mb']} MB"
+        f"mlcycle plan (CSV streamed, Parquet chunks written): {plan['seconds']:.2f} s, "
+        f"peak {plan['peak_mb']:.0f} MB"
     )
     print(
-        f"mlcycle score (chunks read, scored, parts written): {score['seconds']:.2f} s "
-        f"(score_chunk {score['score_seconds']:.2f} s), peak {score['peak_mb']} MB"
+        f"mlcycle score (chunks read, scored, captured, parts written): "
+        f"{score['seconds']:.2f} s (score_chunk {score['score_seconds']:.2f} s, capture "
+        f"{score['capture_seconds']:.2f} s for {scores[0]['captured']:,} rows), "
+        f"peak {score['peak_mb']:.0f} MB"
     )
     print(
         f"end to end: mlcycle {rows / mlcycle_seconds:,.0f} rows/s vs scikit-learn "
@@ -211,6 +243,15 @@ def main() -> None:
         f"(with its pandas conversions) {rows / baseline['predict_seconds']:,.0f} rows/s: "
         f"{baseline['predict_seconds'] / score['score_seconds']:.2f}x"
     )
+
+
+def _median(runs: list[dict[str, Any]]) -> dict[str, float]:
+    """Each measure's median over the runs."""
+    return {
+        key: statistics.median(float(r[key]) for r in runs)
+        for key, value in runs[0].items()
+        if isinstance(value, int | float)
+    }
 
 
 if __name__ == "__main__":

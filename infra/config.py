@@ -44,7 +44,7 @@ def _default_sizing() -> dict[str, FunctionSizing]:
         "monitor": _HEAVY,
         "retrain": _LIGHT,
         "start_scoring": _LIGHT,
-        "plan_scoring": _HEAVY,  # reads the whole upload once
+        "plan_scoring": _HEAVY,  # streams the upload (~0.5 GB at any size): memory buys vCPUs
         "score_part": _MEDIUM,  # one chunk
         "finish_scoring": _MEDIUM,
     }

@@ -15,14 +15,15 @@ from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_destinations as destinations
-from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sqs as sqs
 from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
-from infra.access import Access, acknowledge, acknowledge_prefixes
+from infra.access import Access, acknowledge
 from infra.pipeline import (
+    RunsZoneJsonReader,
+    acknowledge_map_children,
     allow_invoking,
     executions_of,
     logical_id,
@@ -34,13 +35,17 @@ from mlcycle.lake_layout import Zone
 
 # A scoring run is minutes, not the pipeline's days of approval and canary.
 SCORING_TIMEOUT = Duration.hours(6)
+# The plan downloads the upload to /tmp before streaming it (and a gzip's decompressed copy):
+# Lambda's most, so an upload of several GB fits.
+PLAN_EPHEMERAL_STORAGE_MB = 10240
 
 ACCESS: dict[str, Access] = {
     "start_scoring": Access(),
     # the upload, the production manifest; the chunks go to the run's documents
     "plan_scoring": Access(reads=(Zone.SCORE, Zone.MODELS), writes=(Zone.RUNS,), table="read"),
+    # a sample of each chunk's rows goes to the capture zone, for the monitor
     "score_part": Access(
-        reads=(Zone.RUNS, Zone.MODELS), writes=(Zone.PREDICTIONS, Zone.QUARANTINE)
+        reads=(Zone.RUNS, Zone.MODELS), writes=(Zone.PREDICTIONS, Zone.QUARANTINE, Zone.CAPTURE)
     ),
     "finish_scoring": Access(reads=(Zone.PREDICTIONS,), writes=(Zone.PREDICTIONS,)),
 }
@@ -65,6 +70,11 @@ class Scoring(Construct):
         self.functions: dict[str, lambda_.DockerImageFunction] = {}
         plan = self._task("plan_scoring", "Plan scoring", "$.plan")
         self.functions["plan_scoring"].add_environment("SCORING_CHUNK_ROWS", str(chunk_rows))
+        plan_function = self.functions["plan_scoring"].node.default_child
+        assert isinstance(plan_function, lambda_.CfnFunction)
+        plan_function.ephemeral_storage = lambda_.CfnFunction.EphemeralStorageProperty(
+            size=PLAN_EPHEMERAL_STORAGE_MB
+        )
         # its chunks are tagged transient, for the lake's lifecycle rule to expire
         self.functions["plan_scoring"].add_to_role_policy(
             iam.PolicyStatement(
@@ -75,7 +85,7 @@ class Scoring(Construct):
         score = sfn.DistributedMap(
             self,
             "Score chunks",
-            item_reader=_ChunkManifestReader(
+            item_reader=RunsZoneJsonReader(
                 bucket=bucket, key=sfn.JsonPath.string_at("$.plan.chunks_key")
             ),
             item_selector={
@@ -96,16 +106,7 @@ class Scoring(Construct):
         machine = self.state_machine
         for function in self.functions.values():
             allow_invoking(machine, function)
-        acknowledge_prefixes(machine.role, bucket, [Zone.RUNS])  # the chunk manifests
-        # CDK's grant for the Distributed Map's child executions (describe, stop, redrive)
-        name = f'{{"Fn::Select":[6,{{"Fn::Split":[":",{{"Ref":"{logical_id(machine)}"}}]}}]}}'
-        for suffix in (":*", "/*:*"):
-            acknowledge(
-                machine,
-                f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:states:<AWS::Region>:"
-                f"<AWS::AccountId>:execution:{name}{suffix}]",
-                "The Distributed Map's own child executions of this one state machine.",
-            )
+        acknowledge_map_children(machine, bucket)  # the chunk manifests, the children
 
         self.start = self._function("start_scoring")
         self.start.add_environment("SCORING_STATE_MACHINE_ARN", machine.state_machine_arn)
@@ -152,20 +153,3 @@ class Scoring(Construct):
 
     def _task(self, name: str, state: str, result_path: str) -> tasks.LambdaInvoke:
         return stage_task(self, state, self._function(name), result_path)
-
-
-class _ChunkManifestReader(sfn.S3JsonItemReader):
-    """The manifest's JSON ItemReader, allowed to read the runs zone only (CDK's own reader
-    grants GetObject on the whole bucket when the key is a path)."""
-
-    def __init__(self, *, bucket: s3.IBucket, key: str) -> None:
-        super().__init__(bucket=bucket, key=key)
-        self._lake = bucket
-
-    def provide_policy_statements(self) -> list[iam.PolicyStatement]:
-        return [
-            iam.PolicyStatement(
-                actions=["s3:GetObject"],
-                resources=[self._lake.arn_for_objects(f"{Zone.RUNS.prefix}*")],
-            )
-        ]

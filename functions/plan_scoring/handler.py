@@ -1,4 +1,4 @@
-"""Batch scoring, plan: read the upload once, pin the production version, write the chunks and
+"""Batch scoring, plan: stream the upload once, pin the production version, write the chunks and
 the manifest the Distributed Map reads."""
 
 import os
@@ -12,4 +12,10 @@ from mlcycle.runtime import lake, registry, stage_handler
 @stage_handler("plan_scoring")
 def lambda_handler(run: RunContext) -> ScoringPlan:
     settings = ScoringSettings.model_validate(dict(os.environ))
-    return batch_scoring.plan_scoring(run, lake(), registry(), chunk_rows=settings.chunk_rows)
+    return batch_scoring.plan_scoring(
+        run,
+        lake(),
+        registry(),
+        chunk_rows=settings.chunk_rows,
+        capture_rows=settings.capture_rows,
+    )

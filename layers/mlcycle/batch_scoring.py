@@ -1,15 +1,17 @@
 """Batch scoring wired to the lake and registry: the steps of the scoring state machine.
 
-An upload to `score/<dataset>/<file>` starts one scoring run (`start_scoring`). The plan reads the
-file once and writes it back as Parquet chunks with a JSON manifest of them (`plan_scoring`); a
-Distributed Map reads the manifest and scores each chunk in its own invocation with the
-dataset's production version, pinned by the plan (`score_part`); the finish step writes the
-summary, and a CSV of the predictions when the upload was CSV (`finish_scoring`).
+An upload to `score/<dataset>/<file>` starts one scoring run (`start_scoring`). The plan streams
+the file once and writes it back as Parquet chunks with a JSON manifest of them (`plan_scoring`);
+a Distributed Map reads the manifest and scores each chunk in its own invocation with the
+dataset's production version, pinned by the plan (`score_part`), capturing a sample of its rows
+for the monitor (`domain.batch_capture`); the finish step writes the summary, and a CSV of the
+predictions when the upload was CSV (`finish_scoring`).
 
     predictions/dataset=<name>/run=<id>/part-NNNNN.parquet   one row per scored input row
     predictions/dataset=<name>/run=<id>/_summary.json        rows, quarantined, version, parts
     predictions/dataset=<name>/run=<id>/_predictions.csv     when the upload was CSV
     quarantine/dataset=<name>/run=<id>/part-NNNNN.parquet    rows that could not be scored
+    capture/dataset=<name>/dt=<day>/batch-<run>-NNNNN.jsonl.gz   the chunk's captured rows
 
 Names starting with `_` are skipped by Athena, Glue and Spark readers of the Parquet parts.
 """
@@ -19,10 +21,12 @@ from __future__ import annotations
 import io
 import tempfile
 import threading
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, Field
@@ -31,8 +35,9 @@ from mlcycle.adapters.executions import start_once
 from mlcycle.adapters.lake import Lake
 from mlcycle.adapters.registry import Registry, now_iso
 from mlcycle.context import RunContext, Source
-from mlcycle.domain import scoring
-from mlcycle.domain.tables import read_upload
+from mlcycle.domain import batch_capture, scoring
+from mlcycle.domain.batch_capture import CAPTURED_COLUMN, DEFAULT_CAPTURE_ROWS
+from mlcycle.domain.upload_stream import open_upload
 from mlcycle.errors import BadInputError
 from mlcycle.lake_layout import TRANSIENT_TAG, Zone, file_name, run_prefix, version_prefix
 from mlcycle.serving.manifest import MANIFEST_FILE, ONNX_FILE
@@ -54,6 +59,8 @@ class ScoringSettings(_Model):
     """The scoring functions' environment."""
 
     chunk_rows: int = Field(DEFAULT_CHUNK_ROWS, alias="SCORING_CHUNK_ROWS", gt=0)
+    # rows of a run captured for the monitor (a seeded sample); 0 captures none
+    capture_rows: int = Field(DEFAULT_CAPTURE_ROWS, alias="SCORING_CAPTURE_ROWS", ge=0)
     onnx_threads: int = Field(1, alias="ORT_INTRA_OP_THREADS", gt=0)
 
 
@@ -74,7 +81,12 @@ class ScoringPlan(_Model):
     chunks_key: str  # the JSON array of `Chunk`s the Distributed Map reads
     predictions_prefix: str
     quarantine_prefix: str
-    started_at: str
+    started_at: str  # also the time of the run's captured records
+    capture_rows: int = 0  # the run's sample for the monitor: min(SCORING_CAPTURE_ROWS, rows)
+
+    @property
+    def capture_rate(self) -> float:
+        return self.capture_rows / self.rows if self.rows else 0.0
 
 
 class PartResult(_Model):
@@ -85,6 +97,7 @@ class PartResult(_Model):
     unknown_categories: int = 0
     predictions_key: str
     quarantine_key: str | None = None
+    captured: int = 0  # its key is `capture_key(plan, part)`: the state stays small
 
 
 class ScorePartEvent(_Model):
@@ -109,6 +122,8 @@ class ScoringSummary(_Model):
     scored: int
     quarantined: int
     unknown_categories: int
+    captured: int = 0  # rows written to the capture zone for the monitor
+    capture_rate: float = 0.0  # the share of the run's rows sampled for it
     parts: list[str]  # s3:// URIs of the prediction parts, in row order
     quarantine: list[str]
     csv_uri: str | None = None
@@ -144,9 +159,19 @@ def production_version(registry: Registry, dataset: str) -> int:
 
 
 def plan_scoring(
-    ctx: RunContext, lake: Lake, registry: Registry, *, chunk_rows: int
+    ctx: RunContext,
+    lake: Lake,
+    registry: Registry,
+    *,
+    chunk_rows: int,
+    capture_rows: int = DEFAULT_CAPTURE_ROWS,
 ) -> ScoringPlan:
-    """Read the upload once, check it against the production model, write it as chunks."""
+    """Stream the upload once, check it against the production model, write it as chunks.
+
+    The object is downloaded to a temporary file first (Lambda's /tmp, up to 10 GB): Parquet
+    needs random access to its footer, a CSV found not to be UTF-8 past its head is read
+    again, and the transfer manager downloads it in parallel ranged GETs. Memory stays one
+    chunk's (`domain.upload_stream`)."""
     started_at = now_iso()
     dataset = dataset_name(ctx.source.key)
     version = production_version(registry, dataset)
@@ -155,38 +180,40 @@ def plan_scoring(
         name=dataset,
         version=version,
     )
-    data = lake.get_bytes(
-        f"s3://{ctx.source.bucket}/{ctx.source.key}", version_id=ctx.source.version_id
-    )
-    upload = read_upload(data, file_name(ctx.source.key), dictionary_encode=True)
-    del data
-    table = upload.table
-    missing = scoring.missing_features(manifest, table.column_names)
-    if missing:
-        raise BadInputError(
-            f"{file_name(ctx.source.key)} lacks features of {dataset!r} version {version}: "
-            f"{', '.join(missing)}"
-        )
+    name = file_name(ctx.source.key)
     work = run_prefix(Zone.RUNS, dataset, ctx.run_id) + "scoring/"
-    chunks: list[dict[str, Any]] = []
-    for part, offset in enumerate(range(0, table.num_rows, chunk_rows)):
-        key = f"{work}chunk-{part:05d}.parquet"
-        _put_transient_parquet(lake, key, table.slice(offset, chunk_rows))
-        rows = min(chunk_rows, table.num_rows - offset)
-        chunks.append(Chunk(part=part, key=key, first_row=offset + 1, rows=rows).model_dump())
+    chunks: dict[int, Chunk] = {}  # by part: a read restarted in another encoding rewrites them
+    with tempfile.TemporaryDirectory(prefix="mlcycle-plan-") as folder:
+        path = Path(folder) / "upload"
+        extra = {"VersionId": ctx.source.version_id} if ctx.source.version_id else None
+        lake.s3.download_file(ctx.source.bucket, ctx.source.key, str(path), ExtraArgs=extra)
+        upload = open_upload(path, name, chunk_rows=chunk_rows)
+        missing = scoring.missing_features(manifest, upload.columns)
+        if missing:
+            raise BadInputError(
+                f"{name} lacks features of {dataset!r} version {version}: {', '.join(missing)}"
+            )
+        for offset, table in upload.chunks():
+            part = offset // chunk_rows
+            key = f"{work}chunk-{part:05d}.parquet"
+            _put_transient_parquet(lake, key, table)
+            chunks[part] = Chunk(part=part, key=key, first_row=offset + 1, rows=table.num_rows)
+    ordered = [chunks[part] for part in sorted(chunks)]
+    rows = sum(c.rows for c in ordered)
     chunks_key = work + CHUNKS_FILE
-    lake.put_json(chunks_key, chunks)
+    lake.put_json(chunks_key, [c.model_dump() for c in ordered])
     return ScoringPlan(
         dataset=dataset,
         run_id=ctx.run_id,
         model_version=version,
         format=upload.format,
-        rows=table.num_rows,
-        parts=len(chunks),
+        rows=rows,
+        parts=len(ordered),
         chunks_key=chunks_key,
         predictions_prefix=run_prefix(Zone.PREDICTIONS, dataset, ctx.run_id),
         quarantine_prefix=run_prefix(Zone.QUARANTINE, dataset, ctx.run_id),
         started_at=started_at,
+        capture_rows=min(capture_rows, rows),
     )
 
 
@@ -224,14 +251,16 @@ def scoring_model(lake: Lake, dataset: str, version: int, *, threads: int = 1) -
 
 
 def score_part(event: ScorePartEvent, lake: Lake, *, threads: int = 1) -> PartResult:
-    """Score one chunk: its predictions part, and its quarantined rows if any."""
+    """Score one chunk: its predictions part, its quarantined rows if any, and its share of
+    the run's captured sample."""
     plan, chunk = event.plan, event.chunk
     model = scoring_model(lake, plan.dataset, plan.model_version, threads=threads)
     table = pq.read_table(io.BytesIO(lake.get_bytes(lake.uri(chunk.key))))
-    scored = scoring.score_chunk(model, table, first_row=chunk.first_row)
+    scored = scoring.score_chunk(model, table, first_row=chunk.first_row, run_id=plan.run_id)
+    predictions, captured = _capture(lake, plan, chunk, model, table, scored)
     name = f"part-{chunk.part:05d}.parquet"
     predictions_key = plan.predictions_prefix + name
-    lake.put_parquet(predictions_key, scored.predictions)
+    lake.put_parquet(predictions_key, predictions)
     quarantine_key = None
     if scored.quarantine.num_rows:
         quarantine_key = plan.quarantine_prefix + name
@@ -244,7 +273,59 @@ def score_part(event: ScorePartEvent, lake: Lake, *, threads: int = 1) -> PartRe
         unknown_categories=scored.unknown_categories,
         predictions_key=predictions_key,
         quarantine_key=quarantine_key,
+        captured=captured,
     )
+
+
+def capture_key(plan: ScoringPlan, part: int) -> str:
+    """One object per chunk, named by run and part: a retried chunk overwrites its own (a
+    second copy would make its request ids ambiguous to the label join)."""
+    day = datetime.fromisoformat(plan.started_at).strftime("%Y-%m-%d")
+    return (
+        f"{Zone.CAPTURE.prefix}dataset={plan.dataset}/dt={day}/"
+        f"batch-{plan.run_id}-{part:05d}.jsonl.gz"
+    )
+
+
+def _capture(
+    lake: Lake,
+    plan: ScoringPlan,
+    chunk: Chunk,
+    model: LoadedModel,
+    table: pa.Table,
+    scored: scoring.ScoredChunk,
+) -> tuple[pa.Table, int]:
+    """The predictions with their `captured` column; the rows written to the capture zone."""
+    predictions = scored.predictions
+    quota = batch_capture.capture_quota(
+        chunk.first_row - 1, chunk.rows, plan.rows, plan.capture_rows
+    )
+    mask = batch_capture.capture_mask(
+        predictions.num_rows, quota, run_id=plan.run_id, part=chunk.part
+    )
+    predictions = predictions.append_column(CAPTURED_COLUMN, pa.array(mask, pa.bool_()))
+    if not mask.any():
+        return predictions, 0
+    picked = predictions.filter(pa.array(mask))
+    manifest = model.manifest
+    positions = pc.subtract(picked.column(scoring.ROW_COLUMN), pa.scalar(chunk.first_row))
+    instances = table.select(batch_capture.instance_columns(manifest, table.column_names))
+    records = batch_capture.capture_records(
+        instances.take(positions),
+        picked,
+        manifest,
+        at=datetime.fromisoformat(plan.started_at),
+        run_id=plan.run_id,
+        sample_rate=plan.capture_rate,
+    )
+    lake.s3.put_object(
+        Bucket=lake.bucket,
+        Key=capture_key(plan, chunk.part),
+        Body=batch_capture.encode(records),
+        ContentType="application/x-ndjson",
+        ContentEncoding="gzip",
+    )
+    return predictions, len(records)
 
 
 def finish_scoring(event: FinishEvent, lake: Lake) -> ScoringSummary:
@@ -266,6 +347,8 @@ def finish_scoring(event: FinishEvent, lake: Lake) -> ScoringSummary:
         scored=sum(p.scored for p in parts),
         quarantined=sum(p.quarantined for p in parts),
         unknown_categories=sum(p.unknown_categories for p in parts),
+        captured=sum(p.captured for p in parts),
+        capture_rate=plan.capture_rate,
         parts=[lake.uri(p.predictions_key) for p in parts],
         quarantine=[lake.uri(p.quarantine_key) for p in parts if p.quarantine_key],
         csv_uri=csv_uri,

@@ -96,11 +96,13 @@ def test_mlcycle_score_matches_the_endpoint_row_for_row(tmp_path: Path) -> None:
     )
     assert list(predictions.columns) == [
         "row",
+        "request_id",
         "customer_id",
         "label",
         "probability_no",
         "probability_yes",
         "model_version",
+        "captured",
     ]
     assert set(predictions["model_version"]) == {outcome.model_version}
 

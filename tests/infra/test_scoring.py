@@ -88,7 +88,7 @@ def test_uploads_to_score_start_a_scoring_run(template: dict[str, Any]) -> None:
     ("role", "reads", "writes"),
     [
         ("ScoringPlanScoringRole", {"score", "models"}, {"runs"}),
-        ("ScoringScorePartRole", {"runs", "models"}, {"predictions", "quarantine"}),
+        ("ScoringScorePartRole", {"runs", "models"}, {"predictions", "quarantine", "capture"}),
         ("ScoringFinishScoringRole", {"predictions"}, {"predictions"}),
         ("ScoringStartScoringRole", set(), set()),
     ],
@@ -138,3 +138,12 @@ def test_chunks_are_tagged_transient_and_the_lake_expires_them(template: dict[st
     assert rule["ExpirationInDays"] == 7
     statements = _policy_of(template, "ScoringPlanScoringRole")
     assert _object_prefixes(statements, "s3:PutObjectTagging") == {"runs"}
+
+
+def test_the_plan_has_room_in_tmp_for_the_upload_it_streams(template: dict[str, Any]) -> None:
+    (plan,) = [
+        r["Properties"]
+        for logical_id, r in template["Resources"].items()
+        if r["Type"] == "AWS::Lambda::Function" and logical_id.startswith("ScoringPlanScoring")
+    ]
+    assert plan["EphemeralStorage"] == {"Size": 10240}

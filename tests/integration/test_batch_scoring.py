@@ -5,8 +5,11 @@ from __future__ import annotations
 import gzip
 import io
 import json
+from typing import Any
 
+import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
@@ -21,7 +24,8 @@ from mlcycle.batch_scoring import (
     ScoringSummary,
 )
 from mlcycle.context import RunContext, Source
-from mlcycle.domain import scoring
+from mlcycle.domain import scoring, upload_stream
+from mlcycle.domain.tables import read_upload
 from mlcycle.errors import BadInputError
 from mlcycle.lake_layout import version_prefix
 from mlcycle.serving.manifest import MANIFEST_FILE, ONNX_FILE
@@ -50,9 +54,11 @@ def _upload(lake: Lake, name: str, data: bytes) -> RunContext:
 
 
 def _run(
-    lake: Lake, registry: Registry, ctx: RunContext, chunk_rows: int
+    lake: Lake, registry: Registry, ctx: RunContext, chunk_rows: int, capture_rows: int = 10_000
 ) -> tuple[ScoringPlan, list[Chunk], ScoringSummary]:
-    plan = batch_scoring.plan_scoring(ctx, lake, registry, chunk_rows=chunk_rows)
+    plan = batch_scoring.plan_scoring(
+        ctx, lake, registry, chunk_rows=chunk_rows, capture_rows=capture_rows
+    )
     chunks = [Chunk(**c) for c in lake.get_json(lake.uri(plan.chunks_key))]
     parts = [batch_scoring.score_part(ScorePartEvent(chunk=c, plan=plan), lake) for c in chunks]
     event = FinishEvent(run_id=ctx.run_id, source=ctx.source, plan=plan, parts=parts)
@@ -84,8 +90,16 @@ def test_a_parquet_upload_is_planned_into_chunks_and_scored_in_order(
     stored = json.loads(lake.get_bytes(summary.summary_uri))
     assert stored["scored"] == len(frame)
     # chunked and scored apart, the parts equal one chunk of everything
-    whole = scoring.score_chunk(model(Task.BINARY, 0.4), table, first_row=1).predictions
-    assert batch_scoring.read_predictions(lake, summary).equals(whole)
+    whole = scoring.score_chunk(
+        model(Task.BINARY, 0.4), table, first_row=1, run_id=ctx.run_id
+    ).predictions
+    got = batch_scoring.read_predictions(lake, summary)
+    assert got.drop_columns(["captured"]).equals(whole)
+    assert got.column("request_id").to_pylist()[:2] == ["demo-customers:1", "demo-customers:2"]
+    # fewer rows than SCORING_CAPTURE_ROWS: every row is captured, one object per chunk
+    assert got.column("captured").to_pylist() == [True] * len(frame)
+    assert (summary.captured, summary.capture_rate) == (len(frame), 1.0)
+    assert len(_captured(lake)) == len(chunks)
 
 
 @pytest.mark.usefixtures("released")
@@ -100,13 +114,87 @@ def test_a_gzip_csv_upload_gets_a_csv_of_its_predictions_and_its_bad_rows_quaran
     assert (summary.quarantined, summary.scored) == (2, len(frame) - 2)
     assert summary.csv_uri is not None
     text = lake.get_bytes(summary.csv_uri).decode()
-    assert text.splitlines()[0].split(",")[:3] == ['"row"', '"id"', '"label"']
+    header = text.splitlines()[0].split(",")
+    assert header[:4] == ['"row"', '"request_id"', '"id"', '"label"']
+    assert header[-2:] == ['"model_version"', '"captured"']
     assert len(text.splitlines()) == 1 + len(frame) - 2
     quarantine = pa.concat_tables(
         pq.read_table(io.BytesIO(lake.get_bytes(uri))) for uri in summary.quarantine
     )
     assert quarantine.column("row").to_pylist() == [8, 71]  # one in each of two chunks
     assert quarantine.column("id").to_pylist() == [frame["id"][7], frame["id"][70]]
+
+
+@pytest.mark.usefixtures("released")
+def test_a_semicolon_cp1252_csv_is_streamed_and_a_bad_value_past_its_head_quarantined(
+    lake: Lake, registry: Registry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(upload_stream, "HEAD_BYTES", 2048)  # the types come from ~30 rows
+    frame = rows(Task.BINARY)
+    frame["id"] = [f"Café {i}" for i in range(len(frame))]
+    late = len(frame) - 5
+
+    def csv(f: pd.DataFrame) -> bytes:
+        text = f.to_csv(index=False, sep=";", decimal=",", date_format="%Y-%m-%dT%H:%M:%S")
+        return text.encode("cp1252")
+
+    lines = csv(frame).split(b"\n")
+    fields = lines[late + 1].split(b";")
+    lines[late + 1] = b";".join([fields[0], b"oops", *fields[2:]])
+    data = b"\n".join(lines)
+    assert len(data) > 4 * 2048
+    ctx = _upload(lake, "customers.csv", data)
+    plan, chunks, summary = _run(lake, registry, ctx, chunk_rows=64)
+    assert (plan.format, plan.rows, len(chunks)) == ("csv", len(frame), -(-len(frame) // 64))
+    assert (summary.quarantined, summary.scored) == (1, len(frame) - 1)
+    (uri,) = summary.quarantine
+    quarantined = pq.read_table(io.BytesIO(lake.get_bytes(uri))).to_pylist()
+    assert quarantined == [
+        {
+            "row": late + 1,
+            "id": f"Café {late}",
+            "reason": "x1: expected a number, got string 'oops'",
+        }
+    ]
+    # every other row is scored as the whole clean file reads, decimal commas included
+    clean = read_upload(csv(frame), "customers.csv").table
+    expected = scoring.score_chunk(model(Task.BINARY, 0.4), clean, first_row=1, run_id=ctx.run_id)
+    kept = pc.not_equal(expected.predictions.column("row"), late + 1)
+    got = batch_scoring.read_predictions(lake, summary).drop_columns(["captured"])
+    assert got.equals(expected.predictions.filter(kept))
+
+
+@pytest.mark.usefixtures("released")
+def test_a_run_captures_a_seeded_sample_of_its_rows_once(lake: Lake, registry: Registry) -> None:
+    frame = rows(Task.BINARY)
+    ctx = _upload(lake, "sample.csv", frame.to_csv(index=False).encode())
+    plan, chunks, summary = _run(lake, registry, ctx, chunk_rows=64, capture_rows=40)
+    assert (plan.capture_rows, summary.captured) == (40, 40)
+    assert summary.capture_rate == pytest.approx(40 / len(frame))
+    predictions = batch_scoring.read_predictions(lake, summary)
+    flagged = predictions.filter(predictions.column("captured"))
+    captured = _captured(lake)
+    assert sorted(captured) == [
+        f"capture/dataset=demo/dt={plan.started_at[:10]}/batch-demo-sample-{p:05d}.jsonl.gz"
+        for p in range(len(chunks))
+    ]
+    records = [r for key in sorted(captured) for r in captured[key]]
+    assert [r["request_id"] for r in records] == flagged.column("request_id").to_pylist()
+    assert [r["instance"]["id"] for r in records] == flagged.column("id").to_pylist()
+    assert {r["batch"]["sample_rate"] for r in records} == {plan.capture_rate}
+    # a retried chunk writes the same rows to the same object
+    again = batch_scoring.score_part(ScorePartEvent(chunk=chunks[1], plan=plan), lake)
+    assert again.captured == len(captured[sorted(captured)[1]])
+    assert batch_scoring.capture_key(plan, 1) == sorted(captured)[1]
+    assert _captured(lake)[sorted(captured)[1]] == captured[sorted(captured)[1]]
+
+
+def _captured(lake: Lake) -> dict[str, list[dict[str, Any]]]:
+    """The capture zone's objects and their records."""
+    return {
+        key: [json.loads(line) for line in gzip.decompress(lake.get_bytes(lake.uri(key))).split()]
+        for key in lake.keys(f"capture/dataset={DATASET}/")
+    }
 
 
 def test_nothing_is_scored_without_a_production_version(lake: Lake, registry: Registry) -> None:

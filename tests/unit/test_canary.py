@@ -49,6 +49,16 @@ def test_slower_or_differently_predicting_canaries_are_rolled_back() -> None:
     assert "prediction distribution PSI" in verdict.reason
 
 
+def test_batch_scored_rows_are_not_production_traffic_for_the_canary() -> None:
+    live = _records(1, 900) + _records(2, 100)
+    batch = [
+        {**r, "latency_ms": None, "batch": {"run_id": "r"}} for r in _records(1, 5000, label="yes")
+    ]
+    stats = version_stats(live + batch, 1)
+    assert stats.requests == 900
+    assert stats.prediction_shares == {"no": 1.0}
+
+
 def test_too_little_traffic_waits_then_promotes_on_offline_evidence() -> None:
     records = _records(1, 100) + _records(2, 10)
     canary, production = version_stats(records, 2), version_stats(records, 1)

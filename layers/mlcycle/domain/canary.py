@@ -70,12 +70,13 @@ def version_stats(
     """Requests, errors, p99 latency and prediction shares of one version's capture records.
 
     A record is `{"model_version", "status"?, "latency_ms"?, "prediction"?}`; a record whose
-    status is "error" counts as a failed request."""
+    status is "error" counts as a failed request. Batch-scored rows (`batch`) are left out:
+    they are not the live split the canary is judged on, and their population is another."""
     stats = VersionStats(version=version)
     latencies: list[float] = []
     shares: Counter[str] = Counter()
     for record in records:
-        if int(record.get("model_version", -1)) != version:
+        if int(record.get("model_version", -1)) != version or record.get("batch"):
             continue
         stats.requests += 1
         if record.get("status", "ok") == "error":

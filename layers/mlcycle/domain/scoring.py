@@ -20,6 +20,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from mlcycle.domain.batch_capture import REQUEST_COLUMN, request_ids
 from mlcycle.errors import BadInputError
 from mlcycle.serving.inputs import days_since_epoch
 from mlcycle.serving.manifest import FeatureSpec, Manifest
@@ -240,8 +241,11 @@ class ScoredChunk:
     unknown_categories: int = 0
 
 
-def score_chunk(model: LoadedModel, table: pa.Table, *, first_row: int) -> ScoredChunk:
-    """Score one chunk of an upload whose first row is row `first_row` (1-based) of the file."""
+def score_chunk(
+    model: LoadedModel, table: pa.Table, *, first_row: int, run_id: str | None = None
+) -> ScoredChunk:
+    """Score one chunk of an upload whose first row is row `first_row` (1-based) of the file;
+    with `run_id`, each scored row gets its request id (`batch_capture.request_ids`)."""
     manifest = model.manifest
     inputs = build_inputs(manifest, table)
     rows = pa.array(np.arange(first_row, first_row + table.num_rows, dtype=np.int64))
@@ -250,6 +254,8 @@ def score_chunk(model: LoadedModel, table: pa.Table, *, first_row: int) -> Score
     scored_rows = int(inputs.good.sum())
     outputs = predict(model, inputs.feeds) if scored_rows else _empty_outputs(manifest)
     predictions = {ROW_COLUMN: rows.filter(good)}
+    if run_id is not None:
+        predictions[REQUEST_COLUMN] = request_ids(run_id, predictions[ROW_COLUMN])
     for name in carried:
         predictions[name] = _plain(table.column(name)).filter(good)
     for name, values in outputs.items():

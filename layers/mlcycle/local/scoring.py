@@ -157,6 +157,10 @@ def score_command(console: Console, args: argparse.Namespace) -> int:
         console.print(f"  quarantine: {lake / uri.split('/', 3)[3]}")
     if summary.get("csv_uri"):
         console.print(f"  csv: {lake / summary['csv_uri'].split('/', 3)[3]}")
+    console.print(
+        f"  {summary.get('captured', 0)} row(s) captured for the monitor (`captured`): label "
+        f"them by `request_id` under {lake / Zone.LABELS.prefix}dataset={dataset}/"
+    )
     if outcome.out:
         console.print(f"predictions: {outcome.out}")
     return 0
