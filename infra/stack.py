@@ -19,7 +19,11 @@ from infra.pipeline import Pipeline
 from infra.registry import Registry
 from infra.scoring import Scoring
 from infra.stage_functions import StageFunctions
-from mlcycle.deployed import REGISTRY_TABLE_OUTPUT
+from mlcycle.deployed import (
+    LAKE_BUCKET_OUTPUT,
+    REGISTRY_TABLE_OUTPUT,
+    SCORING_STATE_MACHINE_OUTPUT,
+)
 
 
 class MlcycleStack(Stack):
@@ -140,8 +144,14 @@ class MlcycleStack(Stack):
             log_retention=config.log_retention,
             removal_policy=config.removal_policy,
         )
-        # What `mlcycle approve|reject|history --stack NAME` looks up with the caller's role.
+        # What `mlcycle approve|reject|history|score --stack NAME` looks up with the caller's role.
         CfnOutput(self, REGISTRY_TABLE_OUTPUT, value=self.registry.table.table_name)
+        CfnOutput(self, LAKE_BUCKET_OUTPUT, value=self.lake.bucket.bucket_name)
+        CfnOutput(
+            self,
+            SCORING_STATE_MACHINE_OUTPUT,
+            value=self.scoring.state_machine.state_machine_arn,
+        )
         self.monitoring = Monitoring(
             self,
             "Monitoring",

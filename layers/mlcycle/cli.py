@@ -141,13 +141,14 @@ def _parser() -> argparse.ArgumentParser:
     score = commands.add_parser(
         "score",
         help="score every row of a file with a model's production version (batch scoring)",
-        description="Upload FILE to score/<model>/ of the local lake and follow the scoring "
-        "state machine, as on AWS; the predictions are copied to --out.",
+        description="Upload FILE to score/<model>/ of the local lake (or, with --stack, the "
+        "deployed one) and follow the scoring state machine; the predictions are copied to "
+        "--out.",
     )
     score.add_argument("file", type=Path, help="CSV (any encoding, delimiter, gzip) or Parquet")
     score.add_argument("--model", help="the model (dataset) name; default: the only one")
     score.add_argument("--out", type=Path, help="copy the predictions here (.parquet or .csv)")
-    _from_option(score)
+    _target_options(score)
     query = commands.add_parser(
         "query",
         help="SQL over a local run's curated zone (DuckDB): one view per dataset, as in Athena",

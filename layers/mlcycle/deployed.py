@@ -9,26 +9,34 @@ import boto3
 
 from mlcycle.adapters.registry import Registry
 
-REGISTRY_TABLE_OUTPUT = "RegistryTableName"  # a CloudFormation output of the stack
+# CloudFormation outputs of the stack
+REGISTRY_TABLE_OUTPUT = "RegistryTableName"
+LAKE_BUCKET_OUTPUT = "LakeBucketName"
+SCORING_STATE_MACHINE_OUTPUT = "ScoringStateMachineArn"
 
 
 class StackError(Exception):
     """The stack cannot be found, or is not an mlcycle stack."""
 
 
-def registry_table(cloudformation: Any, stack: str) -> str:
-    """The registry table's name, from the stack's outputs."""
+def stack_output(cloudformation: Any, stack: str, name: str) -> str:
+    """One of the stack's outputs."""
     try:
         stacks = cloudformation.describe_stacks(StackName=stack)["Stacks"]
     except cloudformation.exceptions.ClientError as error:
         raise StackError(f"no stack {stack!r} with these credentials: {error}") from error
     outputs = {o["OutputKey"]: o["OutputValue"] for o in stacks[0].get("Outputs", [])}
-    if REGISTRY_TABLE_OUTPUT not in outputs:
+    if name not in outputs:
         raise StackError(
-            f"stack {stack!r} has no {REGISTRY_TABLE_OUTPUT} output: is it an mlcycle stack "
-            "deployed from this version?"
+            f"stack {stack!r} has no {name} output: is it an mlcycle stack deployed from this "
+            "version?"
         )
-    return str(outputs[REGISTRY_TABLE_OUTPUT])
+    return str(outputs[name])
+
+
+def registry_table(cloudformation: Any, stack: str) -> str:
+    """The registry table's name, from the stack's outputs."""
+    return stack_output(cloudformation, stack, REGISTRY_TABLE_OUTPUT)
 
 
 def caller(session: boto3.Session) -> str:

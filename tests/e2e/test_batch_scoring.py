@@ -9,6 +9,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+import boto3
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
@@ -16,8 +17,8 @@ import pytest
 import yaml
 
 from mlcycle.cli import main
-from mlcycle.local.runner import run_local
-from mlcycle.local.scoring import score_local
+from mlcycle.local.runner import deliver_events, local_aws, run_local
+from mlcycle.local.scoring import score_deployed, score_local
 from mlcycle.local.serve import LocalEndpoint
 from tests.conftest import EXAMPLES
 
@@ -149,6 +150,46 @@ def test_mlcycle_score_matches_the_endpoint_row_for_row(tmp_path: Path) -> None:
     assert again["row"].tolist() == good
     assert again["label"].tolist() == predictions["label"].tolist()
     assert np.allclose(again["probability_yes"], predictions["probability_yes"], atol=1e-7)
+
+    # on a deployed stack (moto's, described by CloudFormation with the stack's outputs): the
+    # same command path, with the caller's credentials, gives the same predictions
+    with local_aws(out) as aws:
+        boto3.client("cloudformation").create_stack(
+            StackName="mlcycle-prod",
+            TemplateBody=json.dumps(
+                {
+                    "Resources": {"Queue": {"Type": "AWS::SQS::Queue"}},
+                    "Outputs": {
+                        "LakeBucketName": {"Value": aws.deployment.lake_bucket},
+                        "ScoringStateMachineArn": {
+                            "Value": aws.deployment.state_machines["scoring"]
+                        },
+                    },
+                }
+            ),
+        )
+        on_aws = tmp_path / "on-aws.parquet"
+        deployed = score_deployed(
+            batch, stack="mlcycle-prod", model="customer-churn", out=on_aws, session=aws.session
+        )
+        # the upload's own event then finds its run started: it starts nothing more
+        (run,) = deliver_events(aws.deployment, aws.session)
+        executions = aws.session.client("stepfunctions").list_executions(
+            stateMachineArn=aws.deployment.state_machines["scoring"]
+        )["executions"]
+        assert [e["executionArn"] for e in executions] == [run]
+    assert deployed.status == "SUCCEEDED", deployed.error
+    assert deployed.summary is not None
+    assert (deployed.summary["scored"], deployed.summary["model_version"]) == (
+        len(good),
+        outcome.model_version,
+    )
+    remote = pq.read_table(on_aws).to_pandas()
+    assert remote["request_id"].tolist() == [
+        f"{deployed.run_id}:{row}" for row in predictions["row"]
+    ]
+    local = predictions.drop(columns=["request_id"])
+    pd.testing.assert_frame_equal(remote.drop(columns=["request_id"]), local)
 
 
 def test_a_file_without_the_models_features_fails_the_scoring_run_saying_so(

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from moto import mock_aws
 
 from mlcycle.cli import main
 from mlcycle.lake_layout import version_prefix
@@ -89,3 +90,16 @@ def test_explain_command_prints_the_explanations(
     request.write_text(json.dumps({"instances": [{"tenure_months": "x"}]}))
     assert main(["explain", "--from", str(local_run), "--model", MODEL, str(request)]) == 1
     assert json.loads(capsys.readouterr().out)["error"] == "invalid request"
+
+
+def test_scoring_on_a_stack_names_the_model_and_says_what_is_missing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    batch = tmp_path / "batch.csv"
+    batch.write_text("plan\nbasic\n")
+    assert main(["score", str(batch), "--stack", "mlcycle-prod"]) == 2
+    assert "name the model with --model when scoring on --stack" in capsys.readouterr().out
+    with mock_aws():  # credentials that reach no such stack
+        code = main(["score", str(batch), "--stack", "nope", "--model", "churn"])
+    assert code == 1
+    assert "no stack 'nope' with these credentials" in capsys.readouterr().out

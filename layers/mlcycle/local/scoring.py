@@ -17,12 +17,19 @@ from pathlib import Path
 from typing import Any
 from unittest import mock
 
+import boto3
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 from rich.console import Console
 
 from mlcycle.adapters.lake import Lake
-from mlcycle.batch_scoring import ScoringSummary, read_predictions
+from mlcycle.batch_scoring import ScoringSummary, read_predictions, start_scoring
+from mlcycle.deployed import (
+    LAKE_BUCKET_OUTPUT,
+    SCORING_STATE_MACHINE_OUTPUT,
+    StackError,
+    stack_output,
+)
 from mlcycle.lake_layout import Zone
 from mlcycle.local.runner import deliver_events, local_aws
 from mlcycle.local.serve import released_models
@@ -68,22 +75,65 @@ def score_local(
             started_runs = deliver_events(aws.deployment, aws.session)
             if len(started_runs) != 1:
                 raise RuntimeError(f"the upload started {len(started_runs)} runs, expected one")
-            description = _wait(aws.session.client("stepfunctions"), started_runs[0])
-        outcome = ScoreOutcome(
-            status="SUCCEEDED" if description["status"] == "SUCCEEDED" else "FAILED",
-            dataset=dataset,
-            run_id=started_runs[0].rsplit(":", 1)[-1],
-        )
-        if outcome.status == "SUCCEEDED":
-            summary = ScoringSummary.model_validate(json.loads(description["output"])["summary"])
-            outcome.summary = summary.model_dump(mode="json")
-            if out is not None:
-                lake = Lake(aws.session.client("s3"), aws.deployment.lake_bucket)
-                write_table(read_predictions(lake, summary), out)
-                outcome.out = str(out)
-        else:
-            outcome.error = _error(description)
+            # (still inside the override: the execution runs its steps while it is followed)
+            outcome = follow_scoring(
+                aws.session, aws.deployment.lake_bucket, started_runs[0], dataset, out
+            )
     outcome.seconds = round(time.monotonic() - started, 3)
+    return outcome
+
+
+def score_deployed(
+    data: Path,
+    *,
+    stack: str,
+    model: str,
+    out: Path | None = None,
+    session: boto3.Session | None = None,
+) -> ScoreOutcome:
+    """Score `data` on the deployed stack, with the caller's credentials: the same upload to
+    score/<model>/ and the same scoring state machine, started under the name the upload's
+    trigger gives it (whichever of the two starts it first, the other starts nothing)."""
+    session = session or boto3.Session()
+    started = time.monotonic()
+    cloudformation = session.client("cloudformation")
+    bucket = stack_output(cloudformation, stack, LAKE_BUCKET_OUTPUT)
+    machine = stack_output(cloudformation, stack, SCORING_STATE_MACHINE_OUTPUT)
+    s3 = session.client("s3")
+    key = f"{Zone.SCORE.prefix}{model}/{data.name}"
+    s3.upload_file(str(data), bucket, key)  # multipart past 8 MB, as `aws s3 cp`
+    head = s3.head_object(Bucket=bucket, Key=key)
+    run = start_scoring(
+        session.client("stepfunctions"),
+        machine,
+        bucket=bucket,
+        key=key,
+        version=head.get("VersionId") or head["ETag"].strip('"'),  # as the event names it
+        size=int(head["ContentLength"]),
+    )
+    outcome = follow_scoring(session, bucket, run["execution_arn"], model, out)
+    outcome.seconds = round(time.monotonic() - started, 3)
+    return outcome
+
+
+def follow_scoring(
+    session: boto3.Session, bucket: str, execution_arn: str, dataset: str, out: Path | None
+) -> ScoreOutcome:
+    """Wait for a scoring run to end; copy its predictions to `out`."""
+    description = _wait(session.client("stepfunctions"), execution_arn)
+    outcome = ScoreOutcome(
+        status="SUCCEEDED" if description["status"] == "SUCCEEDED" else "FAILED",
+        dataset=dataset,
+        run_id=execution_arn.rsplit(":", 1)[-1],
+    )
+    if outcome.status != "SUCCEEDED":
+        outcome.error = _error(description)
+        return outcome
+    summary = ScoringSummary.model_validate(json.loads(description["output"])["summary"])
+    outcome.summary = summary.model_dump(mode="json")
+    if out is not None:
+        write_table(read_predictions(Lake(session.client("s3"), bucket), summary), out)
+        outcome.out = str(out)
     return outcome
 
 
@@ -123,23 +173,37 @@ def _error(description: dict[str, Any]) -> dict[str, str]:
 
 
 def score_command(console: Console, args: argparse.Namespace) -> int:
-    """`mlcycle score FILE [--model NAME] [--from DIR] [--out FILE]`."""
+    """`mlcycle score FILE [--model NAME] [--from DIR | --stack NAME] [--out FILE]`."""
     if not args.file.is_file():
         console.print(f"[red]error:[/] no such file: {args.file}")
         return 2
-    if not (args.source / "registry.json").is_file():
+    if args.stack:
+        if not args.model:
+            console.print("[red]error:[/] name the model with --model when scoring on --stack")
+            return 2
+        dataset, where = args.model, f"stack {args.stack}"
+    elif not (args.source / "registry.json").is_file():
         console.print(f"[red]error:[/] no local run in {args.source}: run `mlcycle run` first")
         return 2
-    try:
-        dataset = args.model or _only_released(args.source)
-    except ValueError as problem:
-        console.print(f"[red]error:[/] {problem}")
-        return 2
+    else:
+        try:
+            dataset = args.model or _only_released(args.source)
+        except ValueError as problem:
+            console.print(f"[red]error:[/] {problem}")
+            return 2
+        where = "local AWS: the scoring state machine in moto"
     console.print(
-        f"[bold]mlcycle[/] score [cyan]{args.file}[/] with {dataset}'s production model "
-        "(local AWS: the scoring state machine in moto)"
+        f"[bold]mlcycle[/] score [cyan]{args.file}[/] with {dataset}'s production model ({where})"
     )
-    outcome = score_local(args.file, source=args.source, model=dataset, out=args.out)
+    try:
+        outcome = (
+            score_deployed(args.file, stack=args.stack, model=dataset, out=args.out)
+            if args.stack
+            else score_local(args.file, source=args.source, model=dataset, out=args.out)
+        )
+    except StackError as error:
+        console.print(f"[red]error:[/] {error}")
+        return 1
     if outcome.status != "SUCCEEDED":
         failure = outcome.error or {}
         console.print(f"[red]FAILED[/]: {failure.get('type')}: {failure.get('message')}")
@@ -150,16 +214,20 @@ def score_command(console: Console, args: argparse.Namespace) -> int:
         f"{summary['model_version']} in {len(summary['parts'])} part(s), "
         f"{summary['quarantined']} quarantined ({outcome.seconds:.1f} s)"
     )
-    lake = args.source / "lake"
+
+    def shown(uri: str) -> str:  # a local lake's path, or the stack's s3:// URI
+        return uri if args.stack else str(args.source / "lake" / uri.split("/", 3)[3])
+
     for uri in summary["parts"][:3]:
-        console.print(f"  {lake / uri.split('/', 3)[3]}")
+        console.print(f"  {shown(uri)}")
     for uri in summary["quarantine"][:3]:
-        console.print(f"  quarantine: {lake / uri.split('/', 3)[3]}")
+        console.print(f"  quarantine: {shown(uri)}")
     if summary.get("csv_uri"):
-        console.print(f"  csv: {lake / summary['csv_uri'].split('/', 3)[3]}")
+        console.print(f"  csv: {shown(summary['csv_uri'])}")
+    labels = f"{Zone.LABELS.prefix}dataset={dataset}/"
     console.print(
         f"  {summary.get('captured', 0)} row(s) captured for the monitor (`captured`): label "
-        f"them by `request_id` under {lake / Zone.LABELS.prefix}dataset={dataset}/"
+        f"them by `request_id` under {labels if args.stack else args.source / 'lake' / labels}"
     )
     if outcome.out:
         console.print(f"predictions: {outcome.out}")
