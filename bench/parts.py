@@ -1,7 +1,8 @@
 """Many-part processing: N parts processed at once (the Distributed Map) against one invocation
 processing all of them in sequence, and the merge and the sample that follow.
 
-    python bench/parts.py [--parts 20] [--rows 1000000] [--concurrency CPUS] [--workdir DIR]
+    python bench/parts.py [--parts 20] [--rows 1000000] [--concurrency CPUS] [--threads N]
+                          [--workdir DIR]
 
 Each part's work is exactly what its two child invocations do (`mlcycle.parts.collect_part`
 and `process_part`, minus S3): read and check the upload, hash it, read it again dictionary-
@@ -10,6 +11,10 @@ class and compute the part's mergeable profile. A part runs in a fresh process (
 invocation), `--concurrency` at once (the Map's concurrency on this machine's cores); the
 baseline is one process doing every part in sequence, measured in the same run. Peak memory
 is the process's VmHWM (imports count, as they do against a function's memory).
+
+On Lambda each invocation has its own vCPUs; here the parts share this machine's, and one
+part's processing already uses two threads (pyarrow's reader, `process.THREADS`). `--threads 1`
+limits every process to one, so the Map's speed-up per core shows on a small machine.
 
 Then, in fresh processes: the merge of the parts' profiles (`explore_data` of a many-part run)
 and the stratified sample feature engineering draws at the default row budget of a 10,240 MB
@@ -140,6 +145,14 @@ def _sample(schema_path: Path, out: Path) -> dict[str, Any]:
 
 
 def child(task: str, args: list[str]) -> None:
+    threads = int(os.environ.get("BENCH_THREADS") or 0)
+    if threads:
+        import pyarrow as pa
+
+        from mlcycle.domain import process
+
+        pa.set_cpu_count(threads)
+        process.THREADS = threads
     start = time.perf_counter()
     if task == "part":
         result = _process_part(Path(args[0]), Path(args[1]), Path(args[2]))
@@ -156,12 +169,13 @@ def child(task: str, args: list[str]) -> None:
     print(json.dumps(result))
 
 
-def _spawn(task: str, *args: Path | str) -> dict[str, Any]:
+def _spawn(task: str, *args: Path | str, threads: int = 0) -> dict[str, Any]:
     done = subprocess.run(
         [sys.executable, __file__, "--child", task, *map(str, args)],
         check=True,
         capture_output=True,
         text=True,
+        env={**os.environ, "BENCH_THREADS": str(threads)},
     )
     return dict(json.loads(done.stdout.strip().splitlines()[-1]))
 
@@ -171,11 +185,13 @@ def main() -> None:
     parser.add_argument("--parts", type=int, default=20)
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--concurrency", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--threads", type=int, default=0, help="per process (default: all)")
     parser.add_argument("--workdir", type=Path)
     args = parser.parse_args()
     work = args.workdir or Path(tempfile.mkdtemp(prefix="mlcycle-parts-"))
     work.mkdir(parents=True, exist_ok=True)
-    print(f"{args.parts} parts of {args.rows:,} rows in {work}; {os.cpu_count()} CPUs")
+    threads = f"{args.threads} thread(s)" if args.threads else "all threads"
+    print(f"{args.parts} parts of {args.rows:,} rows in {work}; {os.cpu_count()} CPUs, {threads}")
     paths = _generate(work, args.parts, args.rows)
     schema = _plan(work, paths)
     parallel_out, sequence_out = work / "map", work / "sequence"
@@ -184,10 +200,12 @@ def main() -> None:
 
     start = time.perf_counter()
     with ThreadPoolExecutor(args.concurrency) as pool:
-        parts = list(pool.map(lambda p: _spawn("part", p, schema, parallel_out), paths))
+        parts = list(
+            pool.map(lambda p: _spawn("part", p, schema, parallel_out, threads=args.threads), paths)
+        )
     parallel = time.perf_counter() - start
     start = time.perf_counter()
-    sequence = _spawn("sequence", schema, sequence_out, *paths)
+    sequence = _spawn("sequence", schema, sequence_out, *paths, threads=args.threads)
     in_sequence = time.perf_counter() - start
 
     seconds = [p["seconds"] for p in parts]
