@@ -44,6 +44,7 @@ node_modules/.installed: package.json package-lock.json
 
 # Re-pin the runtime dependencies (local development and the pipeline image share them).
 lock: install
+	mkdir -p .cache
 	$(BIN)/pip install --dry-run --quiet --ignore-installed --report .cache/lock.json .
 	$(BIN)/python -m infra.lock .cache/lock.json requirements.lock
 
@@ -57,6 +58,7 @@ bench: install
 	$(BIN)/python bench/tuning.py
 	$(BIN)/python bench/bootstrap.py
 	$(BIN)/python bench/batch.py
+	$(BIN)/python bench/parts.py
 
 # Headless chromium for tests/browser (they skip without it). Installing needs root or sudo;
 # without either it says why and succeeds, so `make test` never depends on it.
