@@ -18,11 +18,14 @@ install: $(BIN)/.installed
 demo: install
 	$(BIN)/mlcycle run examples/customer-churn.csv --spec examples/customer-churn.yaml --bake-seconds 2
 
+# On every core (at most 4: each worker may hold a whole local run), a test file per worker.
+PYTEST_WORKERS := -n auto --maxprocesses 4 --dist loadfile
+
 test: install
-	$(BIN)/pytest
+	$(BIN)/pytest $(PYTEST_WORKERS)
 
 test-fast: install
-	$(BIN)/pytest -m "not slow"
+	$(BIN)/pytest $(PYTEST_WORKERS) -m "not slow"
 
 lint: install
 	$(BIN)/ruff check .

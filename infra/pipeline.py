@@ -329,19 +329,13 @@ class Pipeline(Construct):
         """Plan (the manifest of parts), one child execution per part (collect, then
         process), merge (the run's collect and process results, in place of the Map's)."""
         plan = self._task("plan_parts", "Plan parts", "$.plan")
-        per_part = sfn.DistributedMap(
+        per_part = manifest_map(
             self,
             "Collect and process parts",
-            item_reader=RunsZoneJsonReader(
-                bucket=self._factory.bucket, key=sfn.JsonPath.string_at("$.plan.parts_key")
-            ),
-            item_selector={
-                "part": sfn.JsonPath.object_at("$$.Map.Item.Value"),
-                "plan": sfn.JsonPath.object_at("$.plan"),
-            },
+            bucket=self._factory.bucket,
+            manifest="parts_key",
+            item="part",
             max_concurrency=max_concurrency,
-            map_execution_type=sfn.StateMachineType.STANDARD,
-            result_path="$.parts",
         )
         per_part.item_processor(
             self._task("collect_part", "Collect part", "$.collected").next(
@@ -474,6 +468,34 @@ def executions_of(machine: sfn.StateMachine) -> str:
         resource="execution",
         resource_name=f"{machine.state_machine_name}:*",
         arn_format=ArnFormat.COLON_RESOURCE_NAME,
+    )
+
+
+def manifest_map(
+    scope: Construct,
+    state: str,
+    *,
+    bucket: s3.IBucket,
+    manifest: str,
+    item: str,
+    max_concurrency: int,
+) -> sfn.DistributedMap:
+    """A Distributed Map over the JSON manifest a plan wrote (`$.plan.<manifest>`, a key in the
+    runs zone): one STANDARD child execution per item, given `{item: ..., "plan": ...}`, its
+    small results under `$.parts`. No ItemBatcher, no ResultWriter: moto runs neither."""
+    return sfn.DistributedMap(
+        scope,
+        state,
+        item_reader=RunsZoneJsonReader(
+            bucket=bucket, key=sfn.JsonPath.string_at(f"$.plan.{manifest}")
+        ),
+        item_selector={
+            item: sfn.JsonPath.object_at("$$.Map.Item.Value"),
+            "plan": sfn.JsonPath.object_at("$.plan"),
+        },
+        max_concurrency=max_concurrency,
+        map_execution_type=sfn.StateMachineType.STANDARD,
+        result_path="$.parts",
     )
 
 

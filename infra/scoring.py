@@ -22,11 +22,11 @@ from constructs import Construct
 
 from infra.access import Access, acknowledge
 from infra.pipeline import (
-    RunsZoneJsonReader,
     acknowledge_map_children,
     allow_invoking,
     executions_of,
     logical_id,
+    manifest_map,
     stage_state_machine,
     stage_task,
 )
@@ -82,19 +82,13 @@ class Scoring(Construct):
                 resources=[bucket.arn_for_objects(f"{Zone.RUNS.prefix}*")],
             )
         )
-        score = sfn.DistributedMap(
+        score = manifest_map(
             self,
             "Score chunks",
-            item_reader=RunsZoneJsonReader(
-                bucket=bucket, key=sfn.JsonPath.string_at("$.plan.chunks_key")
-            ),
-            item_selector={
-                "chunk": sfn.JsonPath.object_at("$$.Map.Item.Value"),
-                "plan": sfn.JsonPath.object_at("$.plan"),
-            },
+            bucket=bucket,
+            manifest="chunks_key",
+            item="chunk",
             max_concurrency=max_concurrency,
-            map_execution_type=sfn.StateMachineType.STANDARD,
-            result_path="$.parts",
         )
         score.item_processor(self._task("score_part", "Score part", "$"))
         finish = self._task("finish_scoring", "Finish scoring", "$.summary")

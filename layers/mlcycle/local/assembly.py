@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import fcntl
 import json
 import os
 import subprocess
@@ -47,8 +48,25 @@ def ensure_assembly(root: Path | None = None, *, out: Path | None = None) -> Pat
     out = out or root / "cdk.out"
     digest = sources_digest(root)
     stamp = out / _STAMP
-    if stamp.is_file() and stamp.read_text() == digest and (out / "manifest.json").is_file():
+    if _fresh(out, stamp, digest):
         return out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # One synth at a time into `out` (parallel test workers, two `mlcycle` commands at once):
+    # the others wait, then find it fresh.
+    with open(out.parent / f".{out.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if _fresh(out, stamp, digest):
+            return out
+        _synth(root, out)
+        stamp.write_text(digest)
+    return out
+
+
+def _fresh(out: Path, stamp: Path, digest: str) -> bool:
+    return stamp.is_file() and stamp.read_text() == digest and (out / "manifest.json").is_file()
+
+
+def _synth(root: Path, out: Path) -> None:
     env = {
         **os.environ,
         "CDK_OUTDIR": str(out),
@@ -67,8 +85,6 @@ def ensure_assembly(root: Path | None = None, *, out: Path | None = None) -> Pat
     )
     if result.returncode != 0:
         raise SynthError(f"cdk synth failed:\n{result.stderr[-4000:]}")
-    stamp.write_text(digest)
-    return out
 
 
 def load_template(assembly: Path, stack_name: str | None = None) -> tuple[str, dict[str, Any]]:
