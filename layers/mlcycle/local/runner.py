@@ -418,18 +418,15 @@ def follow_execution(
 def _stage_order(stages: list[str], *, many_parts: bool) -> list[str]:
     """The stages of the path this run takes, in lifecycle order (the definition lists them
     in its own order: the approval after the release it precedes, the parts path late)."""
-    parts = [s for s in stages if s in PARTS_STAGES or "+" in s]
-    one_file = ["collect_data", "process_data"]
+    per_part = [s for s in stages if "+" in s]  # the parts' Map: collect_part+process_part
+    parts = [*PARTS_STAGES, *per_part]
     order = [s for s in stages if s not in parts and s != "request_approval"]
-    at = order.index(one_file[0])
-    order[at : at + len(one_file)] = sorted(parts, key=_parts_rank) if many_parts else one_file
+    at = order.index("collect_data")
+    path = [PARTS_STAGES[0], *per_part, PARTS_STAGES[1]] if many_parts else order[at : at + 2]
+    order[at : at + 2] = path
     if "request_approval" in stages:
         order.insert(order.index("release_model"), "request_approval")
     return order
-
-
-def _parts_rank(stage: str) -> int:
-    return 1 if "+" in stage else PARTS_STAGES.index(stage) * 2
 
 
 def _open_request(
