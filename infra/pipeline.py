@@ -152,23 +152,6 @@ class Pipeline(Construct):
         self.state_machine = self._state_machine(max_training_concurrency, max_part_concurrency)
         self.start_run = self._function("start_run")
         self.start_run.add_environment("STATE_MACHINE_ARN", self.state_machine.state_machine_arn)
-        self.start_run.add_to_role_policy(
-            iam.PolicyStatement(
-                actions=["states:StartExecution"], resources=[self.state_machine.state_machine_arn]
-            )
-        )
-        self.start_run.add_to_role_policy(
-            iam.PolicyStatement(
-                actions=["states:DescribeExecution"],
-                resources=[executions_of(self.state_machine)],
-            )
-        )
-        acknowledge(
-            self.start_run.role,
-            f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:states:<AWS::Region>:"
-            f"<AWS::AccountId>:execution:<{logical_id(self.state_machine)}.Name>:*]",
-            "Executions of this one state machine, named at run time from the upload.",
-        )
         # Events that cannot be delivered, or whose run cannot be started, are kept here.
         self.dead_letters = sqs.Queue(
             self,
@@ -182,26 +165,16 @@ class Pipeline(Construct):
             "AwsSolutions-SQS3",
             "This queue is itself the dead-letter queue of the upload trigger.",
         )
-        self.start_run.configure_async_invoke(
-            on_failure=destinations.SqsDestination(self.dead_letters), retry_attempts=2
-        )
-        self.upload_rule = events.Rule(
+        self.upload_rule = upload_trigger(
             self,
             "LandingUploadRule",
+            function=self.start_run,
+            machine=self.state_machine,
+            bucket=bucket,
+            prefix=landing_prefix,
+            dead_letters=self.dead_letters,
             description="Starts a lifecycle run for each object created under the landing prefix",
-            event_pattern=events.EventPattern(
-                source=["aws.s3"],
-                detail_type=["Object Created"],
-                detail={
-                    "bucket": {"name": [bucket.bucket_name]},
-                    "object": {"key": [{"prefix": landing_prefix}]},
-                },
-            ),
-            targets=[
-                targets.LambdaFunction(
-                    self.start_run, retry_attempts=4, dead_letter_queue=self.dead_letters
-                )
-            ],
+            why="Executions of this one state machine, named at run time from the upload.",
         )
 
     def _function(self, name: str) -> lambda_.DockerImageFunction:
@@ -468,6 +441,59 @@ def executions_of(machine: sfn.StateMachine) -> str:
         resource="execution",
         resource_name=f"{machine.state_machine_name}:*",
         arn_format=ArnFormat.COLON_RESOURCE_NAME,
+    )
+
+
+def upload_trigger(
+    scope: Construct,
+    rule_id: str,
+    *,
+    function: lambda_.IFunction,
+    machine: sfn.StateMachine,
+    bucket: s3.IBucket,
+    prefix: str,
+    dead_letters: sqs.IQueue,
+    description: str,
+    why: str,
+) -> events.Rule:
+    """The rule that invokes `function` for each object created under `prefix`, allowed to
+    start (and look up) executions of `machine` only; what it cannot take goes to
+    `dead_letters`."""
+    function.add_to_role_policy(
+        iam.PolicyStatement(
+            actions=["states:StartExecution"], resources=[machine.state_machine_arn]
+        )
+    )
+    function.add_to_role_policy(
+        iam.PolicyStatement(
+            actions=["states:DescribeExecution"], resources=[executions_of(machine)]
+        )
+    )
+    assert function.role is not None
+    acknowledge(
+        function.role,
+        f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:states:<AWS::Region>:"
+        f"<AWS::AccountId>:execution:<{logical_id(machine)}.Name>:*]",
+        why,
+    )
+    function.configure_async_invoke(
+        on_failure=destinations.SqsDestination(dead_letters), retry_attempts=2
+    )
+    return events.Rule(
+        scope,
+        rule_id,
+        description=description,
+        event_pattern=events.EventPattern(
+            source=["aws.s3"],
+            detail_type=["Object Created"],
+            detail={
+                "bucket": {"name": [bucket.bucket_name]},
+                "object": {"key": [{"prefix": prefix}]},
+            },
+        ),
+        targets=[
+            targets.LambdaFunction(function, retry_attempts=4, dead_letter_queue=dead_letters)
+        ],
     )
 
 

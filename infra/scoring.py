@@ -10,25 +10,21 @@ same definition runs locally.
 from __future__ import annotations
 
 from aws_cdk import Duration
-from aws_cdk import aws_events as events
-from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
-from aws_cdk import aws_lambda_destinations as destinations
 from aws_cdk import aws_sqs as sqs
 from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
-from infra.access import Access, acknowledge
+from infra.access import Access
 from infra.pipeline import (
     acknowledge_map_children,
     allow_invoking,
-    executions_of,
-    logical_id,
     manifest_map,
     stage_state_machine,
     stage_task,
+    upload_trigger,
 )
 from infra.stage_functions import StageFunctions
 from mlcycle.lake_layout import Zone
@@ -104,40 +100,16 @@ class Scoring(Construct):
 
         self.start = self._function("start_scoring")
         self.start.add_environment("SCORING_STATE_MACHINE_ARN", machine.state_machine_arn)
-        self.start.add_to_role_policy(
-            iam.PolicyStatement(
-                actions=["states:StartExecution"], resources=[machine.state_machine_arn]
-            )
-        )
-        self.start.add_to_role_policy(
-            iam.PolicyStatement(
-                actions=["states:DescribeExecution"], resources=[executions_of(machine)]
-            )
-        )
-        acknowledge(
-            self.start.role,
-            f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:states:<AWS::Region>:"
-            f"<AWS::AccountId>:execution:<{logical_id(machine)}.Name>:*]",
-            "Executions of the scoring state machine, named at run time from the upload.",
-        )
-        self.start.configure_async_invoke(
-            on_failure=destinations.SqsDestination(dead_letters), retry_attempts=2
-        )
-        self.upload_rule = events.Rule(
+        self.upload_rule = upload_trigger(
             self,
             "ScoreUploadRule",
+            function=self.start,
+            machine=machine,
+            bucket=bucket,
+            prefix=Zone.SCORE.prefix,
+            dead_letters=dead_letters,
             description="Starts a batch scoring run for each object created under score/",
-            event_pattern=events.EventPattern(
-                source=["aws.s3"],
-                detail_type=["Object Created"],
-                detail={
-                    "bucket": {"name": [bucket.bucket_name]},
-                    "object": {"key": [{"prefix": Zone.SCORE.prefix}]},
-                },
-            ),
-            targets=[
-                targets.LambdaFunction(self.start, retry_attempts=4, dead_letter_queue=dead_letters)
-            ],
+            why="Executions of the scoring state machine, named at run time from the upload.",
         )
 
     def _function(self, name: str) -> lambda_.DockerImageFunction:
