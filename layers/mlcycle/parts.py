@@ -301,7 +301,7 @@ def merge_parts(event: MergeEvent, lake: Lake, catalog: Catalog | None = None) -
     """Add the parts' documents up into the run's collect and process results."""
     plan = event.plan
     ctx = RunContext.model_validate(event.model_dump(exclude={"plan"}))
-    docs = [lake.get_json(lake.uri(key)) for key in sorted(lake.keys(plan.docs_prefix))]
+    docs = lake.get_json_under(plan.docs_prefix)
     if len(docs) != plan.parts:  # a child failed (moto's Map carries on where AWS's stops)
         raise BadInputError(f"{plan.parts - len(docs)} of {plan.parts} parts failed")
     schema = ResolvedSchema.model_validate(lake.get_json(plan.schema_uri))

@@ -230,7 +230,7 @@ def part_documents(lake: Lake, processed: ProcessResult) -> list[dict[str, Any]]
     if processed.parts_uri is None:
         return []
     _, prefix = split_uri(processed.parts_uri)
-    return [lake.get_json(lake.uri(key)) for key in sorted(lake.keys(prefix))]
+    return lake.get_json_under(prefix)
 
 
 # -- 4. metrics definition -------------------------------------------------------------------
@@ -503,7 +503,7 @@ def record_failure(ctx: RunContext, lake: Lake, registry: Registry) -> dict[str,
         dataset = "unknown"
     if is_marker(ctx.source.key):  # a many-part run: the parts that failed say why
         errors = run_prefix(Zone.RUNS, dataset, ctx.run_id) + PART_ERRORS
-        failed = [lake.get_json(lake.uri(key)) for key in lake.keys(errors)]
+        failed = lake.get_json_under(errors)
         if failed:
             stage, error_type, message = (failed[0][k] for k in ("stage", "type", "message"))
             if len(failed) > 1:

@@ -58,6 +58,10 @@ class Lake:
     def get_json(self, uri: str) -> Any:
         return json.loads(self.get_bytes(uri))
 
+    def get_json_under(self, prefix: str) -> list[Any]:
+        """Every JSON document under `prefix`, in key order."""
+        return [self.get_json(self.uri(key)) for key in self.keys(prefix)]
+
     def put_text(self, key: str, text: str, *, content_type: str) -> str:
         return self.put_bytes(key, text.encode(), content_type=content_type)
 
