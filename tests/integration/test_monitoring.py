@@ -98,22 +98,32 @@ def _release(
     return baseline, instances
 
 
-def _capture(lake: Lake, instances: list[dict[str, Any]], now: datetime) -> None:
-    lines = [
-        json.dumps(
-            {
-                "time": now.isoformat(),
-                "request_id": f"r-{i}",
-                "model_version": 1,
-                "status": "ok",
-                "instance": instance,
-                "prediction": {"label": "no", "probabilities": {"no": 0.9, "yes": 0.1}},
-            }
-        )
-        for i, instance in enumerate(instances)
+NO = {"label": "no", "probabilities": {"no": 0.9, "yes": 0.1}}
+
+
+def capture(
+    lake: Lake,
+    instances: list[dict[str, Any]],
+    now: datetime,
+    predictions: list[dict[str, Any]] | None = None,
+) -> list[str]:
+    """The endpoint's capture of `instances` at `now` (answered `predictions`, else "no"):
+    one object in the capture zone; returns the request ids."""
+    answers = predictions or [NO] * len(instances)
+    records: list[dict[str, Any]] = [
+        {
+            "time": now.isoformat(),
+            "request_id": f"r-{i}",
+            "model_version": 1,
+            "status": "ok",
+            "instance": instance,
+            "prediction": answer,
+        }
+        for i, (instance, answer) in enumerate(zip(instances, answers, strict=True))
     ]
     key = f"capture/dataset={DATASET}/dt={now.date().isoformat()}/part-0.jsonl.gz"
-    lake.put_bytes(key, gzip.compress("\n".join(lines).encode()))
+    lake.put_bytes(key, gzip.compress("\n".join(json.dumps(r) for r in records).encode()))
+    return [r["request_id"] for r in records]
 
 
 def test_the_drift_document_compares_live_attribution_with_training(
@@ -151,7 +161,7 @@ def test_captured_instances_like_the_reference_move_nothing(
 ) -> None:
     _, instances = _release(lake, registry, toy)
     now = datetime.now(UTC)
-    _capture(lake, instances, now)  # the reference rows themselves, as captured
+    capture(lake, instances, now)  # the reference rows themselves, as captured
     document = monitor_dataset(DATASET, lake, registry, boto3.client("cloudwatch"), now=now)
     attribution = document["attribution"]
     assert attribution["rows"] == attribution["window_rows"] == 150  # all of them

@@ -5,7 +5,6 @@ labels arrive the realized live metric stands beside it."""
 
 from __future__ import annotations
 
-import gzip
 import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -21,7 +20,7 @@ from mlcycle.monitoring import monitor_dataset
 from mlcycle.schema import ResolvedSchema
 from mlcycle.serving.manifest import Manifest
 from mlcycle.spec import ColumnType, Task
-from tests.integration.test_monitoring import DATASET, _release
+from tests.integration.test_monitoring import DATASET, _release, capture
 from tests.integration.test_predict import export_toy_model
 
 BASELINE_KEY = "models/dataset=customer-churn/run=r1/monitor_baseline.json"
@@ -43,26 +42,15 @@ def toy() -> tuple[bytes, Manifest]:
 def _captured(
     lake: Lake, instances: list[dict[str, Any]], p: np.ndarray, now: datetime
 ) -> list[str]:
-    lines = [
-        json.dumps(
-            {
-                "time": now.isoformat(),
-                "request_id": f"r-{i}",
-                "model_version": 1,
-                "status": "ok",
-                "instance": instance,
-                "prediction": {
-                    "label": "yes" if q >= 0.4 else "no",
-                    "probabilities": {"no": 1 - float(q), "yes": float(q)},
-                },
-            }
-        )
-        for i, (instance, q) in enumerate(zip(instances, p, strict=True))
+    """Captured with the positive class's probabilities `p` (labels at the 0.4 threshold)."""
+    answers = [
+        {
+            "label": "yes" if q >= 0.4 else "no",
+            "probabilities": {"no": 1 - float(q), "yes": float(q)},
+        }
+        for q in p
     ]
-    day = now.date().isoformat()
-    key = f"capture/dataset={DATASET}/dt={day}/part-0.jsonl.gz"
-    lake.put_bytes(key, gzip.compress("\n".join(lines).encode()))
-    return [f"r-{i}" for i in range(len(lines))]
+    return capture(lake, instances, now, answers)
 
 
 def _calibrate(lake: Lake, baseline: dict[str, Any], seed: int = 0) -> dict[str, Any]:

@@ -4,7 +4,6 @@ label-based measures, and the worst group's disparate impact is published for it
 
 from __future__ import annotations
 
-import gzip
 import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -17,7 +16,7 @@ from mlcycle.adapters.lake import Lake
 from mlcycle.adapters.registry import Registry
 from mlcycle.monitoring import monitor_dataset
 from mlcycle.serving.manifest import Manifest
-from tests.integration.test_monitoring import DATASET, _release
+from tests.integration.test_monitoring import DATASET, _release, capture
 from tests.integration.test_predict import export_toy_model
 
 REFERENCE = {
@@ -57,27 +56,17 @@ def test_live_disparate_impact_is_measured_reported_and_published(
     rng = np.random.default_rng(0)
     sex = np.where(np.arange(len(instances)) % 2 == 0, "male", "female")
     flagged = rng.random(len(instances)) < np.where(sex == "male", 0.4, 0.1)
-    lines = [
-        json.dumps(
-            {
-                "time": now.isoformat(),
-                "request_id": f"r-{i}",
-                "model_version": 1,
-                "status": "ok",
-                "instance": {**instance, "sex": str(s)},  # as sent: the ignored field kept
-                "prediction": {
-                    "label": "yes" if f else "no",
-                    "probabilities": {"no": 0.4 if f else 0.6, "yes": 0.6 if f else 0.4},
-                },
-            }
-        )
-        for i, (instance, s, f) in enumerate(zip(instances, sex, flagged, strict=True))
+    sent = [  # as sent: the ignored field kept
+        {**instance, "sex": str(s)} for instance, s in zip(instances, sex, strict=True)
     ]
-    day = now.date().isoformat()
-    lake.put_bytes(
-        f"capture/dataset={DATASET}/dt={day}/part-0.jsonl.gz",
-        gzip.compress("\n".join(lines).encode()),
-    )
+    answers = [
+        {
+            "label": "yes" if f else "no",
+            "probabilities": {"no": 0.4 if f else 0.6, "yes": 0.6 if f else 0.4},
+        }
+        for f in flagged
+    ]
+    capture(lake, sent, now, answers)
     labels = "request_id,label\n" + "".join(
         f"r-{i},{'yes' if i % 3 else 'no'}\n" for i in range(150)
     )
