@@ -42,7 +42,7 @@ _KNOWN_BINARY = (
     (b"SQLite format 3", "an SQLite database"),
 )
 # pyarrow decodes UTF-8 natively (and skips its BOM); other encodings are transcoded
-_FALLBACKS = {
+ENCODING_FALLBACKS = {
     "utf-8": ("utf-8", "cp1252", "latin-1"),
     "utf-8-sig": ("utf-8", "cp1252", "latin-1"),
     "cp1252": ("cp1252", "latin-1"),
@@ -99,7 +99,7 @@ def read_upload(data: bytes, filename: str, *, dictionary_encode: bool = False) 
         _reject_binary(data, name)
         table, delimiter, encoding = _read_csv(data, name, notes, dictionary_encode)
         result = ReadResult(table, "csv", compression, delimiter, encoding, notes)
-    result.table = _validated(result.table, name, result.format, notes)
+    result.table = validated(result.table, name, result.format, notes)
     return result
 
 
@@ -136,9 +136,9 @@ def _read_csv(
     data: bytes, name: str, notes: list[str], dictionary_encode: bool = False
 ) -> tuple[pa.Table, str, str]:
     encoding = _sniff_encoding(data)
-    sample = _decode_sample(data, encoding)
-    delimiter, rows = _sniff_delimiter(sample)
-    decimal_point = _sniff_decimal_point(rows, delimiter)
+    sample = decode_sample(data, encoding)
+    delimiter, rows = sniff_delimiter(sample)
+    decimal_point = sniff_decimal_point(rows, delimiter)
     if decimal_point == ",":
         notes.append("numbers use a decimal comma (e.g. 3,14); read them as numbers")
     if encoding == "utf-16":
@@ -151,7 +151,7 @@ def _read_csv(
                 f"({exc.reason})"
             ) from exc
     # latin-1 decodes any byte, so the loop always returns
-    for candidate in _FALLBACKS[encoding]:
+    for candidate in ENCODING_FALLBACKS[encoding]:
         try:
             table = _parse_csv(data, name, delimiter, candidate, decimal_point, dictionary_encode)
         except UnicodeDecodeError:
@@ -187,7 +187,7 @@ def _sniff_encoding(data: bytes) -> str:
     return "latin-1"
 
 
-def _decode_sample(data: bytes, encoding: str) -> str:
+def decode_sample(data: bytes, encoding: str) -> str:
     decoder = codecs.getincrementaldecoder(encoding)(errors="replace")
     text: str = decoder.decode(data[:SAMPLE_BYTES], final=len(data) <= SAMPLE_BYTES)
     if len(data) > SAMPLE_BYTES:  # the last line is cut short
@@ -195,7 +195,7 @@ def _decode_sample(data: bytes, encoding: str) -> str:
     return text.lstrip("\ufeff")
 
 
-def _sniff_delimiter(sample: str) -> tuple[str, list[list[str]]]:
+def sniff_delimiter(sample: str) -> tuple[str, list[list[str]]]:
     """The delimiter whose rows most consistently match the header's field count.
 
     csv.reader honours quotes, so a comma inside "Smith, John" does not count.
@@ -218,7 +218,7 @@ def _sniff_delimiter(sample: str) -> tuple[str, list[list[str]]]:
     return best_delimiter, best_rows
 
 
-def _sniff_decimal_point(rows: list[list[str]], delimiter: str) -> str:
+def sniff_decimal_point(rows: list[list[str]], delimiter: str) -> str:
     """A comma when the sample writes numbers as 3,14 (European exports), else a dot."""
     if delimiter == ",":
         return "."
@@ -228,7 +228,7 @@ def _sniff_decimal_point(rows: list[list[str]], delimiter: str) -> str:
     return "," if commas and not dots else "."
 
 
-class _FirstInvalidRow:
+class FirstInvalidRow:
     """Remembers the first ragged row and stops the parse there."""
 
     def __init__(self) -> None:
@@ -248,7 +248,7 @@ def _parse_csv(
     decimal_point: str,
     dictionary_encode: bool = False,
 ) -> pa.Table:
-    def parse(use_threads: bool, handler: _FirstInvalidRow) -> pa.Table:
+    def parse(use_threads: bool, handler: FirstInvalidRow) -> pa.Table:
         return pacsv.read_csv(
             pa.BufferReader(data),
             read_options=pacsv.ReadOptions(encoding=encoding, use_threads=use_threads),
@@ -268,24 +268,24 @@ def _parse_csv(
         )
 
     quoted = b'"' in data
-    handler = _FirstInvalidRow()
+    handler = FirstInvalidRow()
     try:
         table = parse(True, handler)
     except pa.ArrowException as exc:
         if handler.row is None:
-            raise BadInputError(f"{name}: cannot parse the CSV ({_arrow_message(exc)})") from exc
+            raise BadInputError(f"{name}: cannot parse the CSV ({arrow_message(exc)})") from exc
         if handler.row.number is None:  # parallel parsing does not know row numbers
-            retry = _FirstInvalidRow()
+            retry = FirstInvalidRow()
             try:
                 parse(False, retry)
             except pa.ArrowInvalid:
                 handler = retry
-        raise BadInputError(_ragged_message(name, handler)) from exc
+        raise BadInputError(ragged_message(name, handler)) from exc
     _reject_unclosed_quote(table, data, name, encoding)
     return table
 
 
-def _ragged_message(name: str, handler: _FirstInvalidRow) -> str:
+def ragged_message(name: str, handler: FirstInvalidRow) -> str:
     row = handler.row
     assert row is not None
     where = f"line {row.number}" if row.number is not None else "a row"
@@ -296,7 +296,7 @@ def _ragged_message(name: str, handler: _FirstInvalidRow) -> str:
     )
 
 
-def _arrow_message(exc: Exception) -> str:
+def arrow_message(exc: Exception) -> str:
     return str(exc).removeprefix("CSV parse error: ").splitlines()[0]
 
 
@@ -319,7 +319,7 @@ def _reject_unclosed_quote(table: pa.Table, data: bytes, name: str, encoding: st
             )
 
 
-def _validated(table: pa.Table, name: str, fmt: str, notes: list[str]) -> pa.Table:
+def validated(table: pa.Table, name: str, fmt: str, notes: list[str]) -> pa.Table:
     """Check the header; normalize names and date columns."""
     names = [str(n) for n in table.column_names]
     if not names:

@@ -104,8 +104,8 @@ def open_upload(
     result = read_upload(head, unzipped)
     encoding = result.encoding or "utf-8"
     delimiter = result.delimiter or ","
-    sample = tables._decode_sample(head, encoding)
-    decimal_point = tables._sniff_decimal_point(tables._sniff_delimiter(sample)[1], delimiter)
+    sample = tables.decode_sample(head, encoding)
+    decimal_point = tables.sniff_decimal_point(tables.sniff_delimiter(sample)[1], delimiter)
     raw = _header(head, encoding, delimiter)
     return UploadStream(
         path,
@@ -150,8 +150,8 @@ def _parquet_columns(path: Path, name: str, notes: list[str]) -> list[str]:
     first = next(file.iter_batches(batch_size=1), None)
     if first is None:
         empty = file.schema_arrow.empty_table()
-        tables._validated(empty, name, "parquet", notes)  # raises: columns but no rows
-    table = tables._validated(pa.Table.from_batches([first]), name, "parquet", notes)
+        tables.validated(empty, name, "parquet", notes)  # raises: columns but no rows
+    table = tables.validated(pa.Table.from_batches([first]), name, "parquet", notes)
     return table.column_names
 
 
@@ -161,7 +161,7 @@ def _parquet_chunks(upload: UploadStream) -> Iterator[tuple[int, pa.Table]]:
     offset = 0
     try:
         for table in _rechunk(batches, upload.chunk_rows):
-            yield offset, tables._validated(table, upload.name, "parquet", [])
+            yield offset, tables.validated(table, upload.name, "parquet", [])
             offset += table.num_rows
     except (pa.ArrowException, OSError) as exc:
         raise BadInputError(
@@ -239,7 +239,7 @@ def _arrow_encoding(encoding: str) -> str:
 
 def _csv_chunks(upload: UploadStream) -> Iterator[tuple[int, pa.Table]]:
     encoding = upload.encoding or "utf-8"
-    fallbacks = list(tables._FALLBACKS.get(encoding, (encoding,)))
+    fallbacks = list(tables.ENCODING_FALLBACKS.get(encoding, (encoding,)))
     while True:
         try:
             yield from _csv_pass(upload, fallbacks[0])
@@ -247,7 +247,7 @@ def _csv_chunks(upload: UploadStream) -> Iterator[tuple[int, pa.Table]]:
         except (UnicodeDecodeError, pa.ArrowInvalid) as exc:
             if not _is_decode_error(exc) or len(fallbacks) < 2:
                 raise BadInputError(
-                    f"{upload.name}: cannot parse the CSV ({tables._arrow_message(exc)})"
+                    f"{upload.name}: cannot parse the CSV ({tables.arrow_message(exc)})"
                 ) from exc
             fallbacks.pop(0)
             upload.encoding = fallbacks[0]
@@ -260,7 +260,7 @@ def _is_decode_error(exc: Exception) -> bool:
 
 
 def _csv_pass(upload: UploadStream, encoding: str) -> Iterator[tuple[int, pa.Table]]:
-    handler = tables._FirstInvalidRow()
+    handler = tables.FirstInvalidRow()
     offset = 0
     last: pa.Table | None = None
     try:
@@ -288,7 +288,7 @@ def _csv_pass(upload: UploadStream, encoding: str) -> Iterator[tuple[int, pa.Tab
             offset += text.num_rows
     except pa.ArrowInvalid as exc:
         if handler.row is not None:
-            raise BadInputError(tables._ragged_message(upload.name, handler)) from exc
+            raise BadInputError(tables.ragged_message(upload.name, handler)) from exc
         raise
     if last is not None:
         _reject_unclosed_quote(upload, last, offset, encoding)
